@@ -1,0 +1,71 @@
+"""The one settings object. Precedence: defaults < `.env` < environment (`RAG_*`) < CLI flags.
+
+Built once at the edge (`app.py`, `rag.cli`) and passed in; no other module reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """All configuration of the assistant; every field maps to an env var `RAG_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".rag"), description="Where the index, manifest and feedback live.")
+    corpus_dir: Path = Field(Path("corpus"), description="Documents indexed by `rag ingest` with no paths.")
+
+    embedding_model: str = Field(
+        "intfloat/multilingual-e5-small",
+        description="sentence-transformers model name or path; falls back to the bundled model.",
+    )
+    embedding_fallback: str = Field(BUNDLED_MODEL, description="Model used when the configured one cannot load.")
+    embedding_allow_download: bool = Field(True, description="Allow fetching the configured model from its hub.")
+    embedding_batch_size: int = 32
+
+    chroma_host: str = Field("", description="Chroma server host; empty means an embedded PersistentClient.")
+    chroma_port: int = 8000
+    collection: str = Field("vj_rag", min_length=3)
+
+    chunk_words: int = Field(180, ge=20, description="Target words per chunk.")
+    chunk_overlap_words: int = Field(40, ge=0, description="Words of whole sentences repeated between chunks.")
+
+    top_k: int = Field(5, ge=1, le=50)
+    candidates: int = Field(40, ge=1, description="Hits taken from each retriever before fusion.")
+    rrf_k: int = 60
+
+    min_evidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of the question's key terms the evidence must cover."
+    )
+
+    llm_base_url: str = Field("", description="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")
+    llm_model: str = ""
+    llm_api_key: SecretStr = SecretStr("")
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 60.0
+    llm_max_retries: int = 2
+
+    reranker_model: str = Field("", description="Optional sentence-transformers CrossEncoder; empty = off.")
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def bm25_dir(self) -> Path:
+        return self.home / "bm25"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.home / "manifest.json"

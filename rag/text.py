@@ -1,0 +1,188 @@
+"""Text utilities shared by every stage: NFC normalisation, language detection, Vietnamese word
+segmentation (pyvi), diacritic stripping, sentence splitting and BM25 tokenisation.
+
+Shortcut taken: language detection is a small rule set (Vietnamese diacritics, Vietnamese syllable
+shape, English function words) rather than a statistical model; it only needs vi / en / vi-without-tones.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Literal
+
+QueryLang = Literal["vi", "en", "vi_nodiac"]
+
+_VI_CHARS = set(
+    "ăâđêôơưàảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợùủũúụừửữứựỳỷỹýỵ"
+)
+# A Vietnamese syllable written without tone marks: optional onset, 1-3 vowels, optional coda.
+_VI_SYLLABLE = re.compile(r"^(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdghklmnpqrstvx])?[aeiouy]{1,3}(ch|ng|nh|[cmnpt])?$")
+_EN_FUNCTION_WORDS = frozenset(
+    ["the", "of", "and", "to", "in", "is", "are", "was", "were", "what", "who", "whom", "which", "when", "where", "why", "how", "does", "did", "do", "for", "with", "on", "at", "by", "from", "about", "has", "have", "had", "be", "been", "an", "a", "or", "not", "this", "that", "these", "those", "it", "its", "their", "there", "can", "could", "should", "would", "will", "between", "into", "than", "more", "most", "any", "many", "much"]
+)
+_WORD = re.compile(r"\w+(?:[&.\-']\w+)*", re.UNICODE)
+
+
+def nfc(text: str) -> str:
+    """Unicode NFC normalisation; every entry point passes text through this."""
+    return unicodedata.normalize("NFC", text)
+
+
+def strip_diacritics(text: str) -> str:
+    """'Đổi mới sáng tạo' -> 'Doi moi sang tao' (tone and vowel marks dropped, đ -> d)."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def words(text: str) -> list[str]:
+    """Word-like runs (keeps acronyms such as KH&CN, 5G/6G pieces, 57-NQ/TW pieces)."""
+    return _WORD.findall(text)
+
+
+def detect_language(text: str) -> QueryLang:
+    """Guess the language of a short question: 'vi', 'vi_nodiac' (Vietnamese typed without tones) or 'en'."""
+    tokens = [w.lower() for w in words(nfc(text)) if not w.isdigit()]
+    if not tokens:
+        return "vi"
+    with_vi_marks = sum(1 for w in tokens if any(c in _VI_CHARS for c in w))
+    if with_vi_marks / len(tokens) >= 0.15 or with_vi_marks >= 3:
+        return "vi"
+    en_hits = sum(1 for w in tokens if w in _EN_FUNCTION_WORDS)
+    vi_shape = sum(1 for w in tokens if _VI_SYLLABLE.match(w))
+    if en_hits >= 1 and en_hits / len(tokens) >= 0.12 and vi_shape / len(tokens) < 0.9:
+        return "en"
+    vi_markers = sum(1 for w in tokens if w in _STRIPPED_STOPWORDS)
+    if vi_shape / len(tokens) >= 0.75 or (vi_markers and not en_hits and vi_shape / len(tokens) >= 0.5):
+        return "vi" if with_vi_marks else "vi_nodiac"
+    return "en"
+
+
+def answer_language(lang: QueryLang) -> Literal["vi", "en"]:
+    """The language the answer's frame text is written in."""
+    return "en" if lang == "en" else "vi"
+
+
+# ---------------------------------------------------------------- sentences
+
+_ABBREVIATIONS = ("TP", "Tp", "TS", "ThS", "PGS", "GS", "BS", "Mr", "Mrs", "Dr", "St", "No", "vs", "etc", "Ông", "Bà")
+_SENT_END = re.compile(r"(?<=[.!?…])[\"”’)\]]*\s+(?=[\"“‘(\[]?[A-ZÀ-ỸĐ0-9])")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) over `text`; line breaks always end a sentence.
+
+    Spans exclude surrounding whitespace, so `text[s:e]` is the sentence itself.
+    """
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text):
+        base = line.start()
+        segment = line.group()
+        start = 0
+        for m in _SENT_END.finditer(segment):
+            before = segment[start : m.start()].rstrip()
+            last_word = before.rsplit(" ", 1)[-1].rstrip(".") if before else ""
+            if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isupper()):
+                continue
+            _append_span(spans, segment, base, start, m.start())
+            start = m.end()
+        _append_span(spans, segment, base, start, len(segment))
+    return spans
+
+
+def _append_span(spans: list[tuple[int, int]], segment: str, base: int, start: int, end: int) -> None:
+    piece = segment[start:end]
+    stripped_left = len(piece) - len(piece.lstrip())
+    stripped_right = len(piece) - len(piece.rstrip())
+    s, e = base + start + stripped_left, base + end - stripped_right
+    if e > s:
+        spans.append((s, e))
+
+
+# ---------------------------------------------------------------- tokens
+
+_VI_STOPWORDS = frozenset(
+    ["và", "của", "các", "là", "có", "được", "cho", "với", "trong", "những", "một", "này", "đã", "đang", "sẽ", "để", "về", "tại", "từ", "theo", "khi", "thì", "mà", "như", "cũng", "nhiều", "hơn", "rất", "ra", "vào", "lên", "đến", "nên", "bị", "do", "vì", "nếu", "hay", "hoặc", "nhưng", "các_bên", "đó", "này_nay", "việc"]
+)
+_VI_QUESTION_WORDS = frozenset(
+    ["ai", "gì", "nào", "đâu", "sao", "bao_nhiêu", "bao", "nhiêu", "mấy", "khi_nào", "bao_giờ", "thế_nào", "như_thế_nào", "tại_sao", "vì_sao", "hỏi", "cho_biết", "là_gì", "là_ai", "không", "ạ", "nhỉ", "vậy", "thì_sao", "còn"]
+)
+_EN_STOPWORDS = _EN_FUNCTION_WORDS | frozenset(
+    ["i", "you", "we", "they", "he", "she", "me", "my", "our", "your", "us", "them", "please", "tell", "know", "did", "does", "do", "was", "were"]
+)
+
+
+def is_stopword(token: str) -> bool:
+    """True for function words of either language (checked with and without diacritics)."""
+    t = token.lower()
+    return t in _VI_STOPWORDS or t in _VI_QUESTION_WORDS or t in _EN_STOPWORDS or t in _STRIPPED_STOPWORDS
+
+
+_STRIPPED_STOPWORDS = frozenset(strip_diacritics(w) for w in _VI_STOPWORDS | _VI_QUESTION_WORDS)
+
+
+@lru_cache(maxsize=1)
+def _pyvi():
+    from pyvi import ViTokenizer  # heavy-ish import (~2 s); only when segmentation is needed
+
+    return ViTokenizer
+
+
+_AMPERSAND_ACRONYM = re.compile(r"(?<=\w)&(?=\w)")
+
+
+def _fold_acronyms(text: str) -> str:
+    """'KH&CN' and 'KHCN' are the same term to users: drop '&' between letters before tokenising."""
+    return _AMPERSAND_ACRONYM.sub("", text)
+
+
+def segment(text: str) -> list[str]:
+    """Vietnamese word segmentation: 'khoa học công nghệ' -> ['khoa_học', 'công_nghệ'] (lower-cased)."""
+    out: list[str] = []
+    for piece in _pyvi().tokenize(_fold_acronyms(nfc(text))).split():
+        w = piece.lower()
+        if any(ch.isalnum() for ch in w):
+            out.append(w)
+    return out
+
+
+def index_tokens(text: str) -> list[str]:
+    """BM25 tokens for a passage: segmented words plus the syllables of multi-syllable words.
+
+    Keeping syllables lets a query match part of a compound ('bán dẫn' inside 'công_nghiệp_bán_dẫn').
+    """
+    out: list[str] = []
+    for w in segment(text):
+        out.append(w)
+        if "_" in w:
+            out.extend(p for p in w.split("_") if p)
+    # pyvi splits hyphenated names ('EMB-AI'); keep the whole name as a token too.
+    out.extend(w.lower() for w in words(_fold_acronyms(nfc(text))) if "-" in w)
+    return out
+
+
+def query_tokens(text: str, max_ngram: int = 3) -> list[str]:
+    """BM25 tokens for a query: syllables plus adjacent n-grams joined by '_' (matches segmented compounds).
+
+    Generating n-grams instead of segmenting keeps unaccented queries, where pyvi is unreliable,
+    on the same footing as accented ones: an n-gram that is not a word simply has no postings.
+    """
+    raw = words(_fold_acronyms(nfc(text)))
+    # Upper-case acronyms are never stopwords: 'AI' is artificial intelligence, 'ai' is "who".
+    pieces = [p for w in raw for p in (re.split(r"[-']", w) if "-" in w or "'" in w else [w]) if p]
+    keep = [(p.isupper() and len(p) > 1) or not is_stopword(p) for p in pieces]
+    syllables = [p.lower() for p in pieces]
+    out = [s for s, k in zip(syllables, keep, strict=True) if k] + [w.lower() for w in raw if "-" in w]
+    for n in range(2, max_ngram + 1):
+        for i in range(len(syllables) - n + 1):
+            if not (keep[i] and keep[i + n - 1]):
+                continue
+            out.append("_".join(syllables[i : i + n]))
+    return out
+
+
+def strip_tokens(tokens: Iterable[str]) -> list[str]:
+    """The diacritic-free twin of a token list, for the tone-insensitive BM25 field."""
+    return [strip_diacritics(t) for t in tokens]
