@@ -114,6 +114,16 @@ class BM25Field:
             return cls(None, [])
         return cls(bm25s.BM25.load(str(directory), show_progress=False), ids)
 
+    def idf(self, token: str) -> float | None:
+        """BM25-style idf of a token, or None when the token never occurs in the index."""
+        col = self.vocab.get(token)
+        if self.retriever is None or col is None:
+            return None
+        indptr = self.retriever.scores["indptr"]
+        df = int(indptr[col + 1] - indptr[col])
+        n = len(self.ids)
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5))) if df else None
+
     def search(self, tokens: list[str], k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, score) with score > 0; `mask` (0/1 per row) restricts the candidates."""
         known = [t for t in tokens if t in self.vocab]
@@ -138,6 +148,7 @@ class Index:
         self.plain: BM25Field = BM25Field(None, [])
         self._collection: Any = None
         self._row_of: dict[str, int] = {}
+        self._compounds: frozenset[tuple[str, ...]] | None = None
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -161,6 +172,13 @@ class Index:
             index.plain = BM25Field.load(index.home / "bm25" / "plain")
         index._row_of = {cid: i for i, cid in enumerate(index.accented.ids)}
         return index
+
+    @property
+    def compounds(self) -> frozenset[tuple[str, ...]]:
+        """Tone-free multi-syllable words of the corpus, e.g. ('doanh', 'nghiep'); guides segmentation."""
+        if self._compounds is None:
+            self._compounds = frozenset(tuple(t.split("_")) for t in self.plain.vocab if "_" in t)
+        return self._compounds
 
     @property
     def embedding_model(self) -> str:
@@ -389,6 +407,7 @@ class Index:
         self.chunks = chunks_now
         self.accented, self.plain = accented, plain
         self._row_of = {cid: i for i, cid in enumerate(ids)}
+        self._compounds = None
 
     def _load_token_cache(self) -> dict[str, tuple[str, list[str]]]:
         path = self.home / "tokens.jsonl"

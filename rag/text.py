@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 QueryLang = Literal["vi", "en", "vi_nodiac"]
@@ -186,3 +187,52 @@ def query_tokens(text: str, max_ngram: int = 3) -> list[str]:
 def strip_tokens(tokens: Iterable[str]) -> list[str]:
     """The diacritic-free twin of a token list, for the tone-insensitive BM25 field."""
     return [strip_diacritics(t) for t in tokens]
+
+
+@lru_cache(maxsize=1)
+def _compound_dictionary() -> frozenset[tuple[str, ...]]:
+    """Multi-syllable Vietnamese words without tones, from pyvi's word list (31k entries)."""
+    import pyvi
+
+    path = Path(pyvi.__file__).parent / "models" / "words.txt"
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        syllables = tuple(strip_diacritics(line).lower().split())
+        if 2 <= len(syllables) <= 4:
+            out.add(syllables)
+    return frozenset(out)
+
+
+def segment_unaccented(text: str, preferred: frozenset[tuple[str, ...]] = frozenset()) -> list[str]:
+    """Segment Vietnamese typed without tones by dictionary lookup: 'dan so' -> ['dan_so'].
+
+    pyvi's statistical segmenter needs tones; this picks, by dynamic programming, the split whose
+    compounds are best attested: a compound seen in the indexed corpus (`preferred`) scores 2, one
+    from pyvi's word list 1, a lone syllable 0; ties go to fewer words.
+    """
+    syllables = [strip_diacritics(w).lower() for w in words(nfc(text))]
+    vocab = _compound_dictionary()
+    n = len(syllables)
+    best: list[tuple[float, int, int]] = [(0.0, 0, 0)] * (n + 1)  # (score, -words, step) ending at i
+    for i in range(1, n + 1):
+        options = []
+        for size in range(1, min(4, i) + 1):
+            piece = tuple(syllables[i - size : i])
+            gain = 0.0 if size == 1 else 2.0 if piece in preferred else 1.0 if piece in vocab else None
+            if gain is None:
+                continue
+            prev = best[i - size]
+            options.append((prev[0] + gain, prev[1] - 1, size))
+        best[i] = max(options)
+    out: list[str] = []
+    i = n
+    while i > 0:
+        size = best[i][2]
+        out.append("_".join(syllables[i - size : i]))
+        i -= size
+    return out[::-1]
+
+
+def segment_any(text: str, preferred: frozenset[tuple[str, ...]] = frozenset()) -> list[str]:
+    """Word segmentation for either accented (pyvi) or unaccented (dictionary) Vietnamese."""
+    return segment(text) if strip_diacritics(text) != text else segment_unaccented(text, preferred)

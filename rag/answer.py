@@ -1,0 +1,221 @@
+"""Answers with numbered citations. The extractive answerer is the offline default and a first-class
+backend: it quotes the sentences of the retrieved chunks that best cover the question and refuses when
+the evidence is too weak, rather than quoting something merely on-topic.
+
+Evidence strength = IDF-weighted share of the question's key terms found in the chosen sentences.
+Key terms come from the lexicon (a multi-word term counts once, and any of its Vietnamese or English
+forms counts as found) plus the remaining content words; matching ignores case and diacritics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.embed import Embedder
+from rag.index import Index
+from rag.lexicon import Lexicon
+from rag.retrieve import QueryPlan
+from rag.text import (
+    answer_language,
+    detect_language,
+    is_stopword,
+    segment_any,
+    split_sentences,
+    strip_diacritics,
+)
+from rag.types import Answer, Citation, Hit
+
+REFUSAL = {
+    "vi": "Không tìm thấy thông tin này trong tài liệu.",
+    "en": "I couldn't find this in the documents.",
+}
+FRAME = {
+    "vi": "Theo các tài liệu:",
+    "en": "According to the documents (quoted in Vietnamese):",
+}
+_SYLLABLE = re.compile(r"[\w&]+", re.UNICODE)  # hyphens and slashes split: EMB-AI -> emb, ai
+
+
+def _syllables(text: str) -> list[str]:
+    return [strip_diacritics(t.replace("&", "")).lower() for t in _SYLLABLE.findall(text)]
+
+
+def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
+    n = len(needle)
+    if n == 0:
+        return False
+    first = needle[0]
+    return any(haystack[i] == first and tuple(haystack[i : i + n]) == needle for i in range(len(haystack) - n + 1))
+
+
+@dataclass(frozen=True)
+class KeyTerm:
+    """A term the evidence must contain, in any of its forms (syllable tuples without tones)."""
+
+    surface: str
+    forms: tuple[tuple[str, ...], ...]
+    weight: float
+
+
+def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyTerm]:
+    """The question's content terms with IDF weights; unknown words weigh as much as the rarest term."""
+    max_idf = float(np.log(1 + (len(index.chunks) + 0.5) / 0.5)) if index.chunks else 1.0
+    if lexicon is not None and len(lexicon):
+        exp = lexicon.expand(question)
+        groups = [(m, lexicon.expand(m)) for m in exp.matched]
+        runs = list(exp.leftover_runs)
+    else:
+        groups, runs = [], [question]
+    english = detect_language(question) == "en"
+    acronyms = {w.lower() for w in _SYLLABLE.findall(question) if w.isupper() and len(w) > 1}
+    # Vietnamese runs are segmented so that a compound ('dân số') must occur as a whole.
+    leftovers = [
+        w.replace("_", " ") for run in runs for w in (run.split() if english else segment_any(run, index.compounds))
+    ]
+    terms: list[KeyTerm] = []
+    for surface, sub in groups:
+        forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
+        forms = {f for f in forms if f and not all(is_stopword(s) for s in f)}
+        if not forms:
+            continue
+        terms.append(KeyTerm(surface, tuple(sorted(forms)), _weight(forms, index, max_idf)))
+    for word in leftovers:
+        if (is_stopword(word) or is_stopword(word.replace(" ", "_"))) and word.lower() not in acronyms:
+            continue
+        form = tuple(_syllables(word))
+        if not form:
+            continue
+        terms.append(KeyTerm(word, (form,), _weight({form}, index, max_idf)))
+    return terms
+
+
+def _weight(forms: set[tuple[str, ...]], index: Index, max_idf: float) -> float:
+    best = 0.0
+    for form in forms:
+        idfs = [index.plain.idf(s) for s in form]
+        known = [i for i in idfs if i is not None]
+        # A form absent from the corpus is maximally informative: if the question needs it, nothing answers.
+        best = max(best, (sum(known) / len(known)) if len(known) == len(idfs) else max_idf)
+    return best if forms else 0.0
+
+
+def coverage(terms: list[KeyTerm], text: str) -> float:
+    """IDF-weighted fraction of key terms that occur in `text` (case- and tone-insensitive)."""
+    total = sum(t.weight for t in terms)
+    if total <= 0:
+        return 0.0
+    hay = _syllables(text)
+    found = sum(t.weight for t in terms if any(_contains(hay, f) for f in t.forms))
+    return found / total
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    hit_rank: int
+    hit: Hit
+    sentence: str
+    coverage: float
+    similarity: float
+    score: float
+
+
+class ExtractiveAnswerer:
+    """Quotes the best-supported sentences with [n] citations, or refuses when support is weak."""
+
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        lexicon: Lexicon | None = None,
+        min_evidence: float = 0.5,
+        max_sentences: int = 3,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.lexicon = lexicon
+        self.min_evidence = min_evidence
+        self.max_sentences = max_sentences
+        self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _vectors(self, hit: Hit, sentences: list[str]) -> np.ndarray:
+        key = hit.chunk.chunk_id
+        cached = self._sentence_vectors.get(key)
+        if cached is None or len(cached) != len(sentences):
+            cached = self.embedder.embed_documents(sentences)
+            self._sentence_vectors[key] = cached
+            if len(self._sentence_vectors) > 4096:
+                self._sentence_vectors.popitem(last=False)
+        return cached
+
+    def candidates(self, plan: QueryPlan, hits: list[Hit]) -> tuple[list[KeyTerm], list[_Candidate]]:
+        """Every sentence of the hits, scored by key-term coverage and embedding similarity."""
+        terms = key_terms(plan.question, self.lexicon, self.index)
+        queries = [plan.question] + ([plan.translation] if plan.translation else [])
+        qvecs = self.embedder.embed_queries(queries)
+        out: list[_Candidate] = []
+        for rank, hit in enumerate(hits):
+            text = hit.chunk.text
+            sentences = [text[s:e] for s, e in split_sentences(text)]
+            sentences = [s for s in sentences if len(s.split()) >= 4]
+            if not sentences:
+                continue
+            sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
+            for sentence, sim in zip(sentences, sims, strict=True):
+                cov = coverage(terms, sentence)
+                # Long sentences cover many terms by accident; a mild length penalty prefers focused ones.
+                length_penalty = 0.1 * max(0.0, (len(sentence.split()) - 40) / 60)
+                score = 0.65 * cov + 0.35 * float(sim) + 0.05 / (1 + rank) - length_penalty
+                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score))
+        out.sort(key=lambda c: -c.score)
+        return terms, out
+
+    def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
+        """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
+        lang = answer_language(plan.language)
+        terms, cands = self.candidates(plan, hits)
+        chosen: list[_Candidate] = []
+        covered_text = ""
+        best_cov = 0.0
+        for cand in cands:
+            if len(chosen) >= self.max_sentences:
+                break
+            if any(c.sentence == cand.sentence for c in chosen):
+                continue
+            gain = coverage(terms, covered_text + " " + cand.sentence) - coverage(terms, covered_text)
+            # Keep the best sentence; add others only if they bring new key terms and are themselves on topic.
+            if chosen and (gain <= 0.0 or cand.coverage < self.min_evidence * 0.6):
+                continue
+            chosen.append(cand)
+            covered_text += " " + cand.sentence
+            best_cov = max(best_cov, cand.coverage)
+        total_cov = coverage(terms, covered_text) if chosen else 0.0
+        if not chosen or not terms or total_cov < self.min_evidence or best_cov < self.min_evidence * 0.6:
+            return Answer(question=plan.question, language=lang, text=REFUSAL[lang], refused=True,
+                          backend="extractive", hits=tuple(hits))
+        numbers: dict[str, int] = {}
+        citations: list[Citation] = []
+        quotes: dict[int, list[str]] = {}
+        for cand in chosen:
+            cid = cand.hit.chunk.chunk_id
+            if cid not in numbers:
+                numbers[cid] = len(numbers) + 1
+                quotes[numbers[cid]] = []
+            quotes[numbers[cid]].append(cand.sentence)
+        for cand in chosen:
+            n = numbers[cand.hit.chunk.chunk_id]
+            if all(c.n != n for c in citations):
+                citations.append(Citation(n=n, chunk=cand.hit.chunk, quote=" … ".join(quotes[n])))
+        lines = [FRAME[lang]] + [f"- {c.sentence} [{numbers[c.hit.chunk.chunk_id]}]" for c in chosen]
+        return Answer(
+            question=plan.question,
+            language=lang,
+            text="\n".join(lines),
+            refused=False,
+            backend="extractive",
+            citations=tuple(citations),
+            hits=tuple(hits),
+        )

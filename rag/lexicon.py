@@ -1,0 +1,101 @@
+"""Offline query translation and synonym expansion with the hand-reviewed EN<->VI domain lexicon.
+
+Shortcut taken: dictionary lookup with greedy longest match, not machine translation. It is enough
+for retrieval (BM25 terms and a Vietnamese dense query), where word order does not matter much.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rag.text import nfc, strip_diacritics
+
+_MAX_NGRAM = 6
+_TOKEN = re.compile(r"[\w&]+(?:[-/.][\w&]+)*", re.UNICODE)
+
+
+def _key_tokens(text: str) -> tuple[str, ...]:
+    """Lookup key: lower-case, no diacritics, '&' folded ('KH&CN' == 'khcn'), split into words."""
+    return tuple(strip_diacritics(t.replace("&", "")).lower() for t in _TOKEN.findall(nfc(text)))
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Terms found in a query and what they expand to."""
+
+    matched: tuple[str, ...]  # the query phrases that matched a lexicon entry
+    vietnamese: tuple[str, ...]  # Vietnamese renderings/synonyms to add to the search
+    english: tuple[str, ...]  # English renderings (for Vietnamese queries)
+    leftover: tuple[str, ...]  # query words no entry covered (names, numbers, unknown words)
+    leftover_runs: tuple[str, ...] = ()  # the same words as contiguous runs of the original text
+
+
+class Lexicon:
+    """Bidirectional phrase table; each English term groups its Vietnamese variants (synonyms)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.groups: list[tuple[set[str], set[str]]] = []  # (english forms, vietnamese forms)
+        by_en: dict[str, int] = {}
+        for en, vi in pairs:
+            en, vi = nfc(en).strip(), nfc(vi).strip()
+            if not en or not vi:
+                continue
+            gid = by_en.setdefault(en.lower(), len(self.groups))
+            if gid == len(self.groups):
+                self.groups.append((set(), set()))
+            self.groups[gid][0].add(en)
+            self.groups[gid][1].add(vi)
+        self._index: dict[tuple[str, ...], set[int]] = {}
+        for gid, (ens, vis) in enumerate(self.groups):
+            for form in ens | vis:
+                key = _key_tokens(form)
+                if key and len(key) <= _MAX_NGRAM:
+                    self._index.setdefault(key, set()).add(gid)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def expand(self, text: str) -> Expansion:
+        """Greedy longest-match of lexicon phrases in `text` (either language, with or without tones)."""
+        words = _TOKEN.findall(nfc(text))
+        keys = [strip_diacritics(w.replace("&", "")).lower() for w in words]
+        matched: list[str] = []
+        vi_out: list[str] = []
+        en_out: list[str] = []
+        leftover: list[str] = []
+        runs: list[list[str]] = [[]]
+        i = 0
+        while i < len(keys):
+            for n in range(min(_MAX_NGRAM, len(keys) - i), 0, -1):
+                gids = self._index.get(tuple(keys[i : i + n]))
+                if gids:
+                    matched.append(" ".join(words[i : i + n]))
+                    for gid in sorted(gids):
+                        ens, vis = self.groups[gid]
+                        vi_out.extend(sorted(vis, key=len))
+                        en_out.extend(sorted(ens, key=len))
+                    i += n
+                    runs.append([])
+                    break
+            else:
+                leftover.append(words[i])
+                runs[-1].append(words[i])
+                i += 1
+        return Expansion(
+            tuple(matched),
+            tuple(dict.fromkeys(vi_out)),
+            tuple(dict.fromkeys(en_out)),
+            tuple(leftover),
+            tuple(" ".join(r) for r in runs if r),
+        )
+
+
+@lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    """The lexicon shipped in rag/data/lexicon_en_vi.tsv."""
+    from rag.gazetteer import load_lexicon
+
+    return Lexicon((row.en, row.vi) for row in load_lexicon())

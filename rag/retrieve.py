@@ -1,0 +1,235 @@
+"""Hybrid retrieval: query analysis -> dense (Chroma) + BM25 (accented and tone-free fields) -> weighted RRF.
+
+Query analysis detects vi / en / Vietnamese-without-tones, and, with the domain lexicon, turns an
+English question into Vietnamese search terms (and a Vietnamese one into its synonyms and acronyms),
+since the offline embedder is English-centric and BM25 cannot match across languages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rag.config import Settings
+from rag.embed import Embedder
+from rag.errors import BadInput
+from rag.fusion import ranks_of, weighted_rrf
+from rag.index import Index
+from rag.lexicon import Lexicon
+from rag.text import QueryLang, detect_language, nfc, query_tokens, strip_tokens, words
+from rag.types import Hit
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+
+# Per-language run weights. Tone-free BM25 is the main lexical signal for unaccented questions and a
+# minor one otherwise; the translated runs only exist for English questions.
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "vi": {"dense": 1.0, "bm25": 1.0, "bm25_plain": 0.3},
+    "vi_nodiac": {"dense": 0.7, "bm25": 0.3, "bm25_plain": 1.0},
+    "en": {"dense": 0.5, "dense_translated": 0.7, "bm25": 0.2, "bm25_translated": 1.0, "bm25_plain": 0.3},
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Metadata restrictions; empty fields mean no restriction. Dates are ISO strings, inclusive."""
+
+    date_from: str = ""
+    date_to: str = ""
+    sources: tuple[str, ...] = ()
+    doc_ids: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.date_from or self.date_to or self.sources or self.doc_ids or self.languages)
+
+    def allows(self, meta: Any) -> bool:
+        """True when a chunk (anything with date/source/doc_id/language attributes) passes."""
+        if self.doc_ids and meta.doc_id not in self.doc_ids:
+            return False
+        if self.sources and meta.source.casefold() not in {s.casefold() for s in self.sources}:
+            return False
+        if self.languages and meta.language not in self.languages:
+            return False
+        if self.date_from and (not meta.date or meta.date < self.date_from):
+            return False
+        return not (self.date_to and (not meta.date or meta.date > self.date_to))
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Everything derived from the question before searching (shown in --json and the UI)."""
+
+    question: str
+    language: QueryLang
+    bm25_tokens: tuple[str, ...]
+    translated_tokens: tuple[str, ...] = ()
+    translation: str = ""  # Vietnamese rendering of an English question ('' otherwise)
+    expansions: tuple[str, ...] = ()
+    extra_queries: tuple[str, ...] = ()
+
+
+@dataclass
+class RetrievalResult:
+    plan: QueryPlan
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def validate_question(question: str) -> str:
+    """NFC, trimmed question, or BadInput with a sentence for the user."""
+    q = nfc(question or "").strip()
+    if not q:
+        raise BadInput("Please type a question.", "Vui lòng nhập câu hỏi.")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise BadInput(
+            f"The question is too long ({len(q):,} characters); please keep it under {MAX_QUESTION_CHARS:,}.",
+            f"Câu hỏi quá dài ({len(q):,} ký tự); vui lòng viết ngắn hơn {MAX_QUESTION_CHARS:,} ký tự.",
+        )
+    if not words(q):
+        raise BadInput(
+            "The question has no words to search for.", "Câu hỏi không có từ nào để tìm kiếm."
+        )
+    return q
+
+
+def plan_query(question: str, lexicon: Lexicon | None, extra_queries: tuple[str, ...] = ()) -> QueryPlan:
+    """Detect the language and build BM25 tokens, lexicon translations and synonym expansions."""
+    lang = detect_language(question)
+    tokens = query_tokens(question)
+    translated: list[str] = []
+    translation = ""
+    expansions: tuple[str, ...] = ()
+    if lexicon is not None and len(lexicon):
+        exp = lexicon.expand(question)
+        expansions = exp.matched
+        if lang == "en":
+            # Vietnamese terms for matched phrases, plus names/acronyms/numbers carried over as-is.
+            carried = [w for w in exp.leftover if w[:1].isupper() or any(c.isdigit() for c in w)]
+            translation = " ".join([*exp.vietnamese, *carried])
+            translated = query_tokens(translation)
+        else:
+            # Synonyms and acronyms (KH&CN <-> khoa học và công nghệ) widen BM25 for Vietnamese too.
+            translated = query_tokens(" ".join(exp.vietnamese))
+    for extra in extra_queries:  # e.g. an LLM translation of the question
+        translated.extend(query_tokens(extra))
+    return QueryPlan(
+        question=question,
+        language=lang,
+        bm25_tokens=tuple(tokens),
+        translated_tokens=tuple(dict.fromkeys(translated)),
+        translation=translation,
+        expansions=expansions,
+        extra_queries=extra_queries,
+    )
+
+
+class HybridRetriever:
+    """Dense + BM25 retrieval over one Index, fused with per-language weighted RRF."""
+
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        settings: Settings,
+        lexicon: Lexicon | None = None,
+        weights: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        index.check_model(embedder)
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.lexicon = lexicon
+        self.weights = weights or DEFAULT_WEIGHTS
+
+    def retrieve(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        extra_queries: tuple[str, ...] = (),
+    ) -> RetrievalResult:
+        """Top-k hits for `question`; raises BadInput for unusable questions."""
+        t0 = time.perf_counter()
+        q = validate_question(question)
+        k = k or self.settings.top_k
+        plan = plan_query(q, self.lexicon, extra_queries)
+        filters = filters or Filters()
+        allowed = None if filters.is_empty() else {
+            cid for cid, c in self.index.chunks.items() if filters.allows(c)
+        }
+        n = self.settings.candidates
+        runs: dict[str, list[str]] = {}
+        weights = self.weights.get(plan.language, self.weights["vi"])
+        timings: dict[str, float] = {}
+
+        t = time.perf_counter()
+        dense_texts = [q]
+        if plan.translation or plan.extra_queries:
+            dense_texts.append(" ".join([plan.translation, *plan.extra_queries]).strip())
+        vectors = self.embedder.embed_queries(dense_texts)
+        timings["embed"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        where = _where(filters)
+        runs["dense"] = self._dense(vectors[0], n, where, allowed)
+        if len(dense_texts) > 1 and weights.get("dense_translated", weights.get("dense", 0)) > 0:
+            runs["dense_translated"] = self._dense(vectors[1], n, where, allowed)
+        timings["dense"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        mask = self.index.mask_for(allowed)
+        runs["bm25"] = [cid for cid, _ in self.index.accented.search(list(plan.bm25_tokens), n, mask)]
+        plain_query = strip_tokens([*plan.bm25_tokens, *plan.translated_tokens])
+        runs["bm25_plain"] = [cid for cid, _ in self.index.plain.search(plain_query, n, mask)]
+        if plan.translated_tokens:
+            combined = [*plan.bm25_tokens, *plan.translated_tokens]
+            runs["bm25_translated"] = [cid for cid, _ in self.index.accented.search(combined, n, mask)]
+        timings["bm25"] = (time.perf_counter() - t) * 1000
+
+        effective = dict(weights)
+        if "dense_translated" in runs and "dense_translated" not in effective:
+            effective["dense_translated"] = effective.get("dense", 1.0)
+        if "bm25_translated" in runs and "bm25_translated" not in effective:
+            effective["bm25_translated"] = effective.get("bm25", 1.0)
+        fused = weighted_rrf(runs, k=self.settings.rrf_k, weights=effective)[:k]
+        hits = [
+            Hit(chunk=self.index.chunks[cid], score=score, ranks=ranks_of(runs, cid))
+            for cid, score in fused
+            if cid in self.index.chunks
+        ]
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return RetrievalResult(plan=plan, hits=hits, timings_ms=timings)
+
+    def _dense(self, vector: np.ndarray, n: int, where: dict | None, allowed: set[str] | None) -> list[str]:
+        results = self.index.dense_search(vector, n, where)
+        return [cid for cid, _ in results if allowed is None or cid in allowed]
+
+
+def _where(filters: Filters) -> dict | None:
+    """The Chroma `where` clause for the filters that Chroma can evaluate itself."""
+    clauses: list[dict] = []
+    if filters.doc_ids:
+        clauses.append({"doc_id": {"$in": list(filters.doc_ids)}})
+    if filters.sources:
+        clauses.append({"source": {"$in": list(filters.sources)}})
+    if filters.languages:
+        clauses.append({"language": {"$in": list(filters.languages)}})
+    if not clauses:
+        return None  # date ranges are string comparisons Chroma cannot do; post-filtered instead
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def parse_weights(text: str) -> dict[str, dict[str, float]]:
+    """Weights from a JSON string such as '{"en": {"bm25_translated": 1.2}}', merged over the defaults."""
+    merged = json.loads(json.dumps(DEFAULT_WEIGHTS))
+    for lang, runs in json.loads(text).items():
+        merged.setdefault(lang, {}).update({k: float(v) for k, v in runs.items()})
+    return merged

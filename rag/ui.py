@@ -1,0 +1,146 @@
+"""Gradio UI only: renders what the Pipeline returns; no retrieval or answering logic lives here.
+
+Gradio is imported in this module alone, so the CLI and tests that do not need it stay fast.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from rag.chain import Pipeline, Turn
+from rag.cli import answer_json
+from rag.config import Settings
+from rag.errors import RagError
+from rag.text import detect_language
+from rag.types import Answer
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "Có bao nhiêu kỹ sư CNTT Việt Nam đang làm việc tại Nhật Bản?",
+    "EMB-AI là gì và được ra mắt khi nào?",
+    "doanh nghiep o Osaka co the lien he co quan nao de hop tac KH&CN?",
+    "What did the Vietnamese delegation do at the STS forum in Kyoto?",
+    "Which technology sectors did the Deputy Prime Minister prioritise for cooperation with Japan?",
+]
+GENERIC_ERROR = {
+    "vi": "Đã có lỗi không mong muốn; vui lòng thử lại. Dữ liệu của bạn không bị thay đổi.",
+    "en": "Something unexpected went wrong; please try again. Your data was not changed.",
+}
+
+
+def render_answer(answer: Answer) -> str:
+    """Markdown: the answer, then its numbered sources with outlet, date and the quoted passage."""
+    parts = []
+    if answer.notice:
+        parts.append(f"> ⚠️ {html.escape(answer.notice)}\n")
+    parts.append(html.escape(answer.text).replace("\n", "  \n"))
+    if answer.citations:
+        heading = "Nguồn" if answer.language == "vi" else "Sources"
+        parts.append(f"\n**{heading}**")
+        unknown = "không rõ" if answer.language == "vi" else "unknown"
+        for c in answer.citations:
+            meta = " · ".join(x for x in (c.chunk.source or unknown, c.chunk.date or unknown))
+            quote = html.escape(c.quote)
+            parts.append(f"\n[{c.n}] **{html.escape(c.chunk.title)}** — {html.escape(meta)}  \n> {quote}")
+    backend = "trích dẫn (offline)" if answer.language == "vi" else "extractive (offline)"
+    if answer.backend == "llm":
+        backend = "LLM"
+    parts.append(f"\n<sub>{backend} · {answer.timings_ms.get('total', 0):.0f} ms</sub>")
+    return "\n".join(parts)
+
+
+def _ui_lang(question: str) -> str:
+    return "en" if question.strip() and detect_language(question) == "en" else "vi"
+
+
+class ChatHandler:
+    """Turns a chat message into an assistant reply; errors become one sentence, never a traceback."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def reply(self, message: str, history: list[dict[str, Any]]) -> str:
+        lang = _ui_lang(message or "")
+        turns = _turns(history)
+        try:
+            return render_answer(self.pipeline.ask(message or "", history=turns))
+        except RagError as exc:
+            if not (message or "").strip():
+                return f"{exc.message('vi')} / {exc.message('en')}"
+            return exc.message(lang)
+        except Exception:
+            log.exception("Unexpected error while answering")
+            return GENERIC_ERROR[lang]
+
+    def ask_api(self, question: str) -> dict:
+        """The JSON answer of `rag ask --json`, for API clients; errors come back as {"error": sentence}."""
+        try:
+            answer = self.pipeline.ask(question)
+        except RagError as exc:
+            return {"question": question, "error": exc.message(_ui_lang(question))}
+        return answer_json(answer, language=detect_language(answer.question))
+
+
+def _turns(history: list[dict[str, Any]]) -> list[Turn]:
+    turns: list[Turn] = []
+    pending = None
+    for m in history or []:
+        content = m.get("content") if isinstance(m, dict) else None
+        text = content if isinstance(content, str) else ""
+        if m.get("role") == "user":
+            pending = text
+        elif m.get("role") == "assistant" and pending is not None:
+            turns.append(Turn(pending, text))
+            pending = None
+    return turns
+
+
+def build_ui(pipeline: Pipeline):
+    """The Gradio Blocks app for a loaded pipeline."""
+    import gradio as gr
+
+    handler = ChatHandler(pipeline)
+    notices = [f"⚠️ {en}<br>⚠️ {vi}" for en, vi in pipeline.notices]
+    notices.append(
+        "ℹ️ Câu trả lời trích nguyên văn từ tài liệu (chế độ offline, không dùng LLM). / "
+        "Answers quote the documents verbatim (offline extractive mode, no LLM)."
+    )
+    with gr.Blocks(title="Hỏi đáp Hợp tác Việt Nam – Nhật Bản") as demo:
+        gr.Markdown(
+            "## Trợ lý hỏi đáp hợp tác Việt Nam – Nhật Bản · Vietnam–Japan cooperation assistant\n"
+            "Hỏi bằng tiếng Việt (có hoặc không dấu) hoặc tiếng Anh; mỗi câu trả lời đều kèm nguồn. "
+            "Ask in Vietnamese or English; every answer cites its sources."
+        )
+        gr.Markdown("\n\n".join(notices), elem_id="notices")
+        chatbot = gr.Chatbot(label="Hội thoại / Conversation", height=520, elem_id="chat")
+        with gr.Row():
+            box = gr.Textbox(
+                placeholder="Nhập câu hỏi… / Type a question…", show_label=False, scale=8, elem_id="question"
+            )
+            send = gr.Button("Gửi / Send", variant="primary", scale=1, elem_id="send")
+        gr.Examples(EXAMPLES, inputs=box, label="Ví dụ / Examples")
+        clear = gr.Button("Xóa hội thoại / Clear", size="sm")
+
+        def respond(message: str, history: list[dict[str, Any]]):
+            history = list(history or [])
+            reply = handler.reply(message, history)
+            history += [{"role": "user", "content": message or ""}, {"role": "assistant", "content": reply}]
+            return "", history
+
+        box.submit(respond, [box, chatbot], [box, chatbot], api_name="chat")
+        send.click(respond, [box, chatbot], [box, chatbot], api_visibility="private")
+        clear.click(lambda: [], None, chatbot, api_visibility="private")
+        gr.api(handler.ask_api, api_name="ask")
+    return demo
+
+
+def launch(settings: Settings, **kwargs: Any) -> None:
+    """Build the index if needed, then serve the app on settings.host:settings.port."""
+    pipeline = Pipeline.from_settings(settings, sync_corpus=True)
+    demo = build_ui(pipeline)
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=settings.host, server_port=settings.port, show_error=False, **kwargs
+    )
