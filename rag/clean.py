@@ -88,11 +88,26 @@ def _normalise_lines(text: str) -> list[str]:
     return [line for line in out if line]
 
 
+def _guess_headline(lines: list[str]) -> str:
+    """The headline of a page without metadata: the line just above the first long paragraph
+    (skipping date stamps and nav between them), as news pages print headline, date, lead."""
+    for p, line in enumerate(lines[:40]):
+        if len(words(line)) < 25 or not line.rstrip('"”)').endswith((".", "!", "?", "…")):
+            continue  # not a body paragraph (headlines do not end with a full stop)
+        h = p - 1
+        while h >= 0 and _is_nav(lines[h]):
+            h -= 1
+        if h >= 0 and 4 <= len(words(lines[h])) <= 40 and not lines[h].endswith("."):
+            return lines[h]
+        return ""
+    return ""
+
+
 def _drop_leading_nav(lines: list[str], title: str) -> list[str]:
     """Drop the page header above the headline, but only if it consists of short nav-like lines."""
     if title:
         key = _key(title)
-        for i, line in enumerate(lines[:25]):
+        for i, line in enumerate(lines[:40]):
             if _key(line) == key:
                 if all(len(words(x)) <= 12 for x in lines[:i]):
                     return lines[i + 1 :]
@@ -159,7 +174,8 @@ def infer_language(text: str) -> str:
 def clean_text(text: str, title: str = "") -> tuple[str, str, str]:
     """Return (article body, inferred title, source found in the attribution line)."""
     lines = _normalise_lines(nfc(text))
-    lines = _drop_leading_nav(lines, nfc(title))
+    title = nfc(title).strip() or _guess_headline(lines)
+    lines = _drop_leading_nav(lines, title)
     lines = _drop_tail(lines)
     source = ""
     kept = []

@@ -1,0 +1,121 @@
+"""Incremental ingest over real Chroma + BM25: unchanged, changed, removed, interrupted, model change."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.embed import SentenceTransformerEmbedder, bundled_model_path
+from rag.errors import BadInput, IndexModelMismatch
+from rag.index import Index
+from tests.conftest import CORPUS, make_settings
+
+
+def _consistent(index: Index) -> None:
+    """Chroma, both BM25 fields, the chunk store and the manifest describe the same chunks."""
+    store = set(index.chunks)
+    assert set(index.collection().get(include=[])["ids"]) == store
+    assert set(index.accented.ids) == store == set(index.plain.ids)
+    manifest_ids = {cid for info in index.manifest["docs"].values() for cid in info["chunk_ids"]}
+    assert manifest_ids == store
+    assert {c.doc_id for c in index.chunks.values()} == set(index.manifest["docs"])
+
+
+def test_unchanged_corpus_embeds_nothing(tmp_path, corpus_copy, embedder):
+    index = Index.open(make_settings(tmp_path / "home"), must_exist=False)
+    first = index.sync([corpus_copy], embedder)
+    assert len(first.added) == 5 and first.chunks_embedded == first.total_chunks > 0
+    second = Index.open(make_settings(tmp_path / "home")).sync([corpus_copy], embedder)
+    assert second.chunks_embedded == 0 and len(second.unchanged) == 5
+    assert not second.added and not second.updated and not second.removed
+
+
+def test_changed_file_replaces_and_removed_file_disappears(tmp_path, corpus_copy, embedder):
+    settings = make_settings(tmp_path / "home")
+    index = Index.open(settings, must_exist=False)
+    index.sync([corpus_copy], embedder)
+    sts = corpus_copy / "dien-dan-sts-kyoto-2023.md"
+    sts.write_text(sts.read_text(encoding="utf-8").replace("hơn 1.500 đại biểu", "hơn 2.700 đại biểu"), encoding="utf-8")
+    (corpus_copy / "bo-truong-dung-lam-viec-vjoin-2023.md").unlink()
+    report = index.sync([corpus_copy], embedder)
+    assert report.updated == ["dien-dan-sts-kyoto-2023"]
+    assert report.removed == ["bo-truong-dung-lam-viec-vjoin-2023"]
+    reopened = Index.open(settings)
+    _consistent(reopened)
+    texts = " ".join(c.text for c in reopened.chunks.values())
+    assert "2.700 đại biểu" in texts and "1.500 đại biểu" not in texts
+    assert not any(c.doc_id == "bo-truong-dung-lam-viec-vjoin-2023" for c in reopened.chunks.values())
+    assert reopened.accented.search(["vjoin"], 5) == []  # gone from BM25 too
+    assert reopened.collection().get(where={"doc_id": "bo-truong-dung-lam-viec-vjoin-2023"})["ids"] == []
+
+
+def test_extra_folder_does_not_remove_main_corpus(tmp_path, corpus_copy, embedder):
+    index = Index.open(make_settings(tmp_path / "home"), must_exist=False)
+    index.sync([corpus_copy], embedder)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "note.txt").write_text("Ghi chú về JETRO tại Osaka.\nJETRO hỗ trợ doanh nghiệp nhỏ và vừa.", encoding="utf-8")
+    report = index.sync([extra], embedder)
+    assert report.added == ["note"] and report.removed == []
+    assert len(index.manifest["docs"]) == 6
+
+
+def test_empty_folder_is_refused_and_index_untouched(tmp_path, corpus_copy, embedder):
+    settings = make_settings(tmp_path / "home")
+    Index.open(settings, must_exist=False).sync([corpus_copy], embedder)
+    before = settings.manifest_path.read_bytes()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="No .txt, .md"):
+        Index.open(settings).sync([empty], embedder)
+    assert settings.manifest_path.read_bytes() == before
+
+
+def test_other_model_is_refused_then_reembedded(tmp_path, corpus_copy, embedder):
+    settings = make_settings(tmp_path / "home")
+    Index.open(settings, must_exist=False).sync([corpus_copy], embedder)
+    # The same weights under another name: a real, different embedder as far as the index knows.
+    other = SentenceTransformerEmbedder(bundled_model_path())
+    index = Index.open(settings)
+    with pytest.raises(IndexModelMismatch) as info:
+        index.check_model(other)
+    assert "rag ingest" in info.value.en and "rag ingest" in info.value.vi
+    report = index.sync([corpus_copy], other)
+    assert report.reembedded_for_model and report.chunks_embedded == report.total_chunks
+    assert Index.open(settings).embedding_model == other.name
+    _consistent(Index.open(settings))
+
+
+def test_ingest_killed_midway_then_rerun_is_consistent(tmp_path, embedder):
+    corpus = tmp_path / "many"
+    corpus.mkdir()
+    seed = (CORPUS / "hop-tac-khcn-phap-unesco-wipo-2022.md").read_text(encoding="utf-8").split("---\n", 2)[2]
+    for i in range(60):
+        (corpus / f"doc-{i:03d}.txt").write_text(f"Bài số {i}\nPhiên bản {i}: " + seed, encoding="utf-8")
+    home = tmp_path / "home"
+    env = {**os.environ, "RAG_HOME": str(home), "RAG_EMBEDDING_MODEL": "bundled:all-MiniLM-L6-v2", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "ingest", str(corpus)], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    # Kill it once Chroma has received some, but not all, of the vectors.
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (home / "chroma" / "chroma.sqlite3").exists() and (home / "chroma" / "chroma.sqlite3").stat().st_size > 400_000:
+            break
+        time.sleep(0.2)
+    was_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert was_running, "ingest finished before it could be interrupted; make the corpus larger"
+    assert not (home / "manifest.json").exists()  # the manifest is written last
+    settings = make_settings(home)
+    report = Index.open(settings, must_exist=False).sync([corpus], embedder)
+    assert len(report.added) == 60
+    _consistent(Index.open(settings))
+    assert json.loads(settings.manifest_path.read_text(encoding="utf-8"))["embedding_model"] == embedder.name
