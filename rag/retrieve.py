@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -50,17 +49,22 @@ class Filters:
     def is_empty(self) -> bool:
         return not (self.date_from or self.date_to or self.sources or self.doc_ids or self.languages)
 
-    def allows(self, meta: Any) -> bool:
-        """True when a chunk (anything with date/source/doc_id/language attributes) passes."""
-        if self.doc_ids and meta.doc_id not in self.doc_ids:
-            return False
-        if self.sources and meta.source.casefold() not in {s.casefold() for s in self.sources}:
-            return False
-        if self.languages and meta.language not in self.languages:
-            return False
-        if self.date_from and (not meta.date or meta.date < self.date_from):
-            return False
-        return not (self.date_to and (not meta.date or meta.date > self.date_to))
+    def row_mask(self, columns: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Boolean mask over index rows (vectorised; None when there is no filter)."""
+        if self.is_empty():
+            return None
+        mask = np.ones(len(columns["date"]), dtype=bool)
+        if self.doc_ids:
+            mask &= np.isin(columns["doc_id"], list(self.doc_ids))
+        if self.sources:
+            mask &= np.isin(columns["source"], [s.casefold() for s in self.sources])
+        if self.languages:
+            mask &= np.isin(columns["language"], list(self.languages))
+        if self.date_from:
+            mask &= (columns["date"] != "") & (columns["date"] >= self.date_from)
+        if self.date_to:
+            mask &= (columns["date"] != "") & (columns["date"] <= self.date_to)
+        return mask
 
 
 @dataclass(frozen=True)
@@ -162,9 +166,8 @@ class HybridRetriever:
         k = k or self.settings.top_k
         plan = plan_query(q, self.lexicon, extra_queries)
         filters = filters or Filters()
-        allowed = None if filters.is_empty() else {
-            cid for cid, c in self.index.chunks.items() if filters.allows(c)
-        }
+        mask = filters.row_mask(self.index.columns)
+        rows = None if mask is None else np.flatnonzero(mask)
         n = self.settings.candidates
         runs: dict[str, list[str]] = {}
         weights = self.weights.get(plan.language, self.weights["vi"])
@@ -178,20 +181,19 @@ class HybridRetriever:
         timings["embed"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        where = _where(filters)
-        runs["dense"] = self._dense(vectors[0], n, where, allowed)
+        runs["dense"] = [cid for cid, _ in self.index.dense_search(vectors[0], n, rows)]
         if len(dense_texts) > 1 and weights.get("dense_translated", weights.get("dense", 0)) > 0:
-            runs["dense_translated"] = self._dense(vectors[1], n, where, allowed)
+            runs["dense_translated"] = [cid for cid, _ in self.index.dense_search(vectors[1], n, rows)]
         timings["dense"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        mask = self.index.mask_for(allowed)
-        runs["bm25"] = [cid for cid, _ in self.index.accented.search(list(plan.bm25_tokens), n, mask)]
+        weight_mask = None if mask is None else mask.astype(np.float32)
+        runs["bm25"] = [cid for cid, _ in self.index.accented.search(list(plan.bm25_tokens), n, weight_mask)]
         plain_query = strip_tokens([*plan.bm25_tokens, *plan.translated_tokens])
-        runs["bm25_plain"] = [cid for cid, _ in self.index.plain.search(plain_query, n, mask)]
+        runs["bm25_plain"] = [cid for cid, _ in self.index.plain.search(plain_query, n, weight_mask)]
         if plan.translated_tokens:
             combined = [*plan.bm25_tokens, *plan.translated_tokens]
-            runs["bm25_translated"] = [cid for cid, _ in self.index.accented.search(combined, n, mask)]
+            runs["bm25_translated"] = [cid for cid, _ in self.index.accented.search(combined, n, weight_mask)]
         timings["bm25"] = (time.perf_counter() - t) * 1000
 
         effective = dict(weights)
@@ -207,24 +209,6 @@ class HybridRetriever:
         ]
         timings["total"] = (time.perf_counter() - t0) * 1000
         return RetrievalResult(plan=plan, hits=hits, timings_ms=timings)
-
-    def _dense(self, vector: np.ndarray, n: int, where: dict | None, allowed: set[str] | None) -> list[str]:
-        results = self.index.dense_search(vector, n, where)
-        return [cid for cid, _ in results if allowed is None or cid in allowed]
-
-
-def _where(filters: Filters) -> dict | None:
-    """The Chroma `where` clause for the filters that Chroma can evaluate itself."""
-    clauses: list[dict] = []
-    if filters.doc_ids:
-        clauses.append({"doc_id": {"$in": list(filters.doc_ids)}})
-    if filters.sources:
-        clauses.append({"source": {"$in": list(filters.sources)}})
-    if filters.languages:
-        clauses.append({"language": {"$in": list(filters.languages)}})
-    if not clauses:
-        return None  # date ranges are string comparisons Chroma cannot do; post-filtered instead
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def parse_weights(text: str) -> dict[str, dict[str, float]]:

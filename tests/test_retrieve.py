@@ -1,0 +1,64 @@
+"""Hybrid retrieval over the real seed index with the real bundled model."""
+
+import pytest
+
+from rag.errors import BadInput
+from rag.retrieve import Filters, validate_question
+
+STS = "dien-dan-sts-kyoto-2023"
+PM = "pho-thu-tuong-gap-nha-khoa-hoc-viet-nam-tai-nhat-2025"
+VJOIN = "bo-truong-dung-lam-viec-vjoin-2023"
+FRANCE = "hop-tac-khcn-phap-unesco-wipo-2022"
+
+
+@pytest.mark.parametrize(
+    ("question", "doc_id", "evidence"),
+    [
+        ("Có bao nhiêu kỹ sư CNTT Việt Nam tại Nhật Bản?", PM, "5.000 kỹ sư"),
+        ("ky su cong nghe thong tin viet nam o nhat ban bao nhieu nguoi", PM, "5.000 kỹ sư"),
+        ("How many Vietnamese IT engineers work in Japan?", PM, "5.000 kỹ sư"),
+        ("Diễn đàn STS lần thứ 20 có bao nhiêu đại biểu?", STS, "1.500 đại biểu"),
+        ("dien dan STS lan thu 20 co bao nhieu dai bieu", STS, "1.500 đại biểu"),
+        ("How many delegates attended the 20th STS forum?", STS, "1.500 đại biểu"),
+        ("Mạng lưới VJOIN báo cáo những gì?", VJOIN, "VJOIN đã báo cáo"),
+        ("Which organisation did the minister meet in Geneva about intellectual property?", FRANCE, "WIPO"),
+    ],
+)
+def test_evidence_is_in_top_5(pipeline, question, doc_id, evidence):
+    hits = pipeline.retrieve(question, k=5).hits
+    assert len(hits) == 5
+    assert any(h.chunk.doc_id == doc_id and evidence in h.chunk.text for h in hits), [h.chunk.chunk_id for h in hits]
+
+
+def test_hits_carry_scores_ranks_and_metadata(pipeline):
+    result = pipeline.retrieve("EMB-AI", k=3)
+    assert result.plan.language in {"vi", "vi_nodiac", "en"}
+    scores = [h.score for h in result.hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    top = result.hits[0]
+    assert "EMB-AI" in top.chunk.text and top.chunk.source == "chinhphu.vn" and top.chunk.date == "2025-06-01"
+    assert top.ranks and all(r >= 1 for r in top.ranks.values())
+
+
+def test_english_question_is_translated_with_the_lexicon(pipeline):
+    plan = pipeline.retrieve("semiconductor cooperation with Japan", k=3).plan
+    assert plan.language == "en"
+    assert "bán dẫn" in plan.translation and "Nhật Bản" in plan.translation
+
+
+def test_filters_restrict_source_date_and_document(pipeline):
+    by_source = pipeline.retrieve("hợp tác khoa học công nghệ", k=5, filters=Filters(sources=("most.gov.vn",))).hits
+    assert by_source and {h.chunk.source for h in by_source} == {"most.gov.vn"}
+    by_date = pipeline.retrieve("hợp tác khoa học công nghệ", k=5, filters=Filters(date_from="2025-01-01")).hits
+    assert by_date and all(h.chunk.date >= "2025-01-01" for h in by_date)
+    by_doc = pipeline.retrieve("Osaka", k=5, filters=Filters(doc_ids=(STS,))).hits
+    assert by_doc and {h.chunk.doc_id for h in by_doc} == {STS}
+    nothing = pipeline.retrieve("Osaka", k=5, filters=Filters(date_from="2030-01-01")).hits
+    assert nothing == []
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t", "?!...", "x" * 20_000])
+def test_unusable_questions_are_bad_input(bad):
+    with pytest.raises(BadInput) as info:
+        validate_question(bad)
+    assert info.value.en.endswith(".") and info.value.vi.endswith(".")
