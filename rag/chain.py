@@ -22,6 +22,7 @@ from rag.config import Settings
 from rag.embed import LoadedEmbedder, load_embedder
 from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
+from rag.rerank import load_reranker
 from rag.retrieve import Filters, HybridRetriever, RetrievalResult
 from rag.types import Answer
 
@@ -45,7 +46,8 @@ class Pipeline:
         self.embedder = loaded.embedder
         self.index = index
         self.lexicon = lexicon
-        self.retriever = HybridRetriever(index, self.embedder, settings, lexicon)
+        self.reranker = load_reranker(settings)
+        self.retriever = HybridRetriever(index, self.embedder, settings, lexicon, reranker=self.reranker)
         self.extractive = ExtractiveAnswerer(index, self.embedder, lexicon, min_evidence=settings.min_evidence)
         self.chain: Runnable = RunnableLambda(self._retrieve_step) | RunnableLambda(self._answer_step)
 

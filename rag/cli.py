@@ -62,12 +62,13 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     }
 
 
-def answer_json(answer: Answer, qid: Any = None, language: str | None = None) -> dict[str, Any]:
+def answer_json(answer: Answer, qid: Any = None) -> dict[str, Any]:
     """An Answer as in the `rag ask --json` contract."""
     return {
         "id": qid,
         "question": answer.question,
-        "language": language or answer.language,
+        "language": answer.language,
+        "query_language": detect_language(answer.question),
         "answer": answer.text,
         "refused": answer.refused,
         "backend": answer.backend,
@@ -202,7 +203,8 @@ def retrieve(
                 continue
             _fail(exc, _lang(q))
         if as_json or batch:
-            _emit({"id": qid, "question": result.plan.question, "language": result.plan.language,
+            _emit({"id": qid, "question": result.plan.question,
+                   "language": "en" if result.plan.language == "en" else "vi", "query_language": result.plan.language,
                    "retrieved": [hit_json(h) for h in result.hits], "timings_ms": result.timings_ms})
         else:
             for i, h in enumerate(result.hits, 1):
@@ -263,7 +265,7 @@ def ask(
                 continue
             _fail(exc, _lang(q))
         if as_json or batch:
-            _emit(answer_json(answer, qid, language=detect_language(answer.question)))
+            _emit(answer_json(answer, qid))
         else:
             typer.echo(answer.text)
             for c in answer.citations:

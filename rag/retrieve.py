@@ -20,6 +20,7 @@ from rag.errors import BadInput
 from rag.fusion import ranks_of, weighted_rrf
 from rag.index import Index
 from rag.lexicon import Lexicon
+from rag.rerank import Reranker, rerank
 from rag.text import QueryLang, detect_language, nfc, query_tokens, strip_tokens, words
 from rag.types import Hit
 
@@ -145,6 +146,7 @@ class HybridRetriever:
         settings: Settings,
         lexicon: Lexicon | None = None,
         weights: dict[str, dict[str, float]] | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         index.check_model(embedder)
         self.index = index
@@ -152,6 +154,7 @@ class HybridRetriever:
         self.settings = settings
         self.lexicon = lexicon
         self.weights = weights or DEFAULT_WEIGHTS
+        self.reranker = reranker
 
     def retrieve(
         self,
@@ -201,12 +204,17 @@ class HybridRetriever:
             effective["dense_translated"] = effective.get("dense", 1.0)
         if "bm25_translated" in runs and "bm25_translated" not in effective:
             effective["bm25_translated"] = effective.get("bm25", 1.0)
-        fused = weighted_rrf(runs, k=self.settings.rrf_k, weights=effective)[:k]
+        depth = max(k, 20) if self.reranker is not None else k
+        fused = weighted_rrf(runs, k=self.settings.rrf_k, weights=effective)[:depth]
         hits = [
             Hit(chunk=self.index.chunks[cid], score=score, ranks=ranks_of(runs, cid))
             for cid, score in fused
             if cid in self.index.chunks
         ]
+        if self.reranker is not None:
+            t = time.perf_counter()
+            hits = rerank(self.reranker, q, hits, k)
+            timings["rerank"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return RetrievalResult(plan=plan, hits=hits, timings_ms=timings)
 

@@ -81,7 +81,7 @@ class ChatHandler:
             answer = self.pipeline.ask(question)
         except RagError as exc:
             return {"question": question, "error": exc.message(_ui_lang(question))}
-        return answer_json(answer, language=detect_language(answer.question))
+        return answer_json(answer)
 
 
 def _turns(history: list[dict[str, Any]]) -> list[Turn]:

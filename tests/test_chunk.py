@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 from rag.chunk import chunk_document
@@ -32,7 +33,7 @@ def test_chunks_cover_document_and_overlap():
     assert len(chunks) >= 3
     assert chunks[0].char_start == 0 and chunks[-1].char_end == len(doc.text.rstrip())
     overlaps = 0
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert doc.text[a.char_end : b.char_start].strip() == ""  # no text falls between chunks
         assert b.char_start > a.char_start  # always progressing
         overlaps += b.char_start < a.char_end

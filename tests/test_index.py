@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -71,7 +70,7 @@ def test_empty_folder_is_refused_and_index_untouched(tmp_path, corpus_copy, embe
     before = settings.manifest_path.read_bytes()
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(BadInput, match="No .txt, .md"):
+    with pytest.raises(BadInput, match=r"No \.txt, \.md"):
         Index.open(settings).sync([empty], embedder)
     assert settings.manifest_path.read_bytes() == before
 
