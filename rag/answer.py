@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from rag.embed import Embedder
+from rag.grounding import format_sources, is_refusal, load_prompt, render_prompt, validate_citations
 from rag.index import Index
 from rag.lexicon import Lexicon
+from rag.llm import ChatModel
 from rag.retrieve import QueryPlan
 from rag.text import (
     answer_language,
@@ -27,7 +31,7 @@ from rag.text import (
     split_sentences,
     strip_diacritics,
 )
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, Citation, Hit, Lang
 
 REFUSAL = {
     "vi": "Không tìm thấy thông tin này trong tài liệu.",
@@ -219,3 +223,64 @@ class ExtractiveAnswerer:
             citations=tuple(citations),
             hits=tuple(hits),
         )
+
+
+# ---------------------------------------------------------------------------------------- LLM answers
+
+NO_CITATION_NOTICE = {
+    "vi": "Câu trả lời của mô hình ngôn ngữ không dẫn nguồn hợp lệ, nên hiển thị trích dẫn nguyên văn thay thế.",
+    "en": "The language model's answer cited no valid source, so the quoted evidence is shown instead.",
+}
+
+
+class LLMAnswerer:
+    """Grounded generation: numbered, delimited sources -> streamed answer -> validated citations."""
+
+    def __init__(self, llm: ChatModel, prompts_dir: Path, lexicon: Lexicon | None = None, max_tokens: int = 700) -> None:
+        self.llm = llm
+        self.prompts_dir = prompts_dir
+        self.lexicon = lexicon
+        self.max_tokens = max_tokens
+
+    def messages(self, question: str, lang: str, hits: list[Hit]) -> list[dict]:
+        """System + user messages; sources are numbered 1..len(hits) in retrieval order."""
+        sources = format_sources(
+            [(i, _source_header(h), h.chunk.text) for i, h in enumerate(hits, 1)]
+        )
+        system = load_prompt(self.prompts_dir, "answer_system", lang)
+        user = render_prompt(load_prompt(self.prompts_dir, "answer_user", lang), sources=sources, question=question)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def stream(self, question: str, lang: str, hits: list[Hit]) -> Iterator[str]:
+        """The model's content deltas; raises LLMError subclasses on any failure."""
+        return self.llm.stream(self.messages(question, lang, hits), max_tokens=self.max_tokens, temperature=0.1)
+
+    def finalize(self, question: str, lang: Lang, hits: list[Hit], text: str) -> Answer | None:
+        """The validated Answer, or None when it has no valid citation (the caller falls back)."""
+        cleaned, cited, _removed = validate_citations(text.strip(), set(range(1, len(hits) + 1)))
+        if is_refusal(cleaned):
+            return Answer(question=question, language=lang, text=cleaned, refused=True, backend="llm",
+                          hits=tuple(hits))
+        if not cited:
+            return None
+        citations = tuple(
+            Citation(n=n, chunk=hits[n - 1].chunk, quote=self._quote(cleaned, n, hits[n - 1])) for n in cited
+        )
+        return Answer(question=question, language=lang, text=cleaned, refused=False, backend="llm",
+                      citations=citations, hits=tuple(hits))
+
+    def _quote(self, answer_text: str, n: int, hit: Hit) -> str:
+        """The chunk sentence that best matches the answer sentences citing [n] (via lexicon terms for English)."""
+        claims = " ".join(s for s in re.split(r"(?<=[.!?])\s+", answer_text) if f"{n}" in s and "[" in s)
+        if self.lexicon is not None:
+            claims += " " + " ".join(self.lexicon.expand(claims).vietnamese)
+        wanted = set(_syllables(claims)) - {s for s in _syllables(claims) if is_stopword(s)}
+        sentences = [hit.chunk.text[s:e] for s, e in split_sentences(hit.chunk.text)]
+        if not sentences:
+            return hit.chunk.text[:300]
+        return max(sentences, key=lambda s: len(wanted & set(_syllables(s))))
+
+
+def _source_header(hit: Hit) -> str:
+    c = hit.chunk
+    return " — ".join(x for x in (c.title, ", ".join(y for y in (c.source, c.date) if y)) if x)

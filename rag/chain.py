@@ -9,21 +9,26 @@ evaluation call. Heavy parts load once, in `Pipeline.from_settings`.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from rag.answer import ExtractiveAnswerer
+from rag.answer import NO_CITATION_NOTICE, ExtractiveAnswerer, LLMAnswerer
 from rag.config import Settings
 from rag.embed import LoadedEmbedder, load_embedder
+from rag.errors import RagError
+from rag.grounding import load_prompt, render_prompt
 from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
+from rag.llm import ChatModel, OpenAICompatibleClient
 from rag.rerank import load_reranker
 from rag.retrieve import Filters, HybridRetriever, RetrievalResult
+from rag.text import answer_language, detect_language
 from rag.types import Answer
 
 log = logging.getLogger(__name__)
@@ -37,19 +42,75 @@ class Turn:
     answer: str
 
 
-class Pipeline:
-    """Loaded embedder + index + retriever + answerers, and the runnable chain over them."""
+_FOLLOW_UP_START = re.compile(
+    r"^(còn|con|thế còn|the con|vậy|vay|thế|the|và|va|and|what about|how about|and what|also|còn về|con ve)\b",
+    re.IGNORECASE,
+)
+_FOLLOW_UP_ANYWHERE = re.compile(
+    r"\b(thì sao|thi sao|ở đó|o do|nơi đó|noi do|họ|ho|ông ấy|ong ay|bà ấy|tổ chức này|cơ quan này|"
+    r"they|them|there|it|its|that one|this one|he|she)\b",
+    re.IGNORECASE,
+)
 
-    def __init__(self, settings: Settings, loaded: LoadedEmbedder, index: Index, lexicon: Lexicon | None) -> None:
+
+def condense_offline(question: str, history: list[Turn]) -> str:
+    """A standalone question for retrieval without an LLM: a short follow-up ("Còn ở Osaka thì sao?")
+    is joined to the previous question so the topic carries over; other questions pass unchanged."""
+    if not history:
+        return question
+    short = len(question.split()) <= 10
+    if short and (_FOLLOW_UP_START.search(question.strip()) or _FOLLOW_UP_ANYWHERE.search(question)):
+        return f"{history[-1].question} {question}"
+    return question
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """What `Pipeline.stream` yields: text deltas while the LLM writes, then the final Answer."""
+
+    kind: Literal["token", "reset", "final"]
+    text: str = ""
+    answer: Answer | None = None
+
+
+FALLBACK_NOTICE = {
+    "vi": "Không dùng được mô hình ngôn ngữ ({reason}); đây là câu trả lời trích dẫn nguyên văn.",
+    "en": "The language model was unavailable ({reason}); this is the quoted (extractive) answer.",
+}
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+class Pipeline:
+    """Loaded embedder + index + retriever + answerers, and the runnable chain over them.
+
+    The preparation chain is LangChain runnables: condense (follow-up -> standalone question) |
+    translate (English question -> Vietnamese query, with an LLM) | retrieve. Answering is either the
+    extractive answerer or the LLM, streamed, with citation validation and extractive fallback.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: LoadedEmbedder,
+        index: Index,
+        lexicon: Lexicon | None,
+        llm: ChatModel | None = None,
+        prompts_dir: Path = PROMPTS_DIR,
+    ) -> None:
         self.settings = settings
         self.loaded = loaded
         self.embedder = loaded.embedder
         self.index = index
         self.lexicon = lexicon
+        self.prompts_dir = prompts_dir
         self.reranker = load_reranker(settings)
         self.retriever = HybridRetriever(index, self.embedder, settings, lexicon, reranker=self.reranker)
         self.extractive = ExtractiveAnswerer(index, self.embedder, lexicon, min_evidence=settings.min_evidence)
-        self.chain: Runnable = RunnableLambda(self._retrieve_step) | RunnableLambda(self._answer_step)
+        self.llm = llm
+        self.llm_answerer = LLMAnswerer(llm, prompts_dir, lexicon) if llm is not None else None
+        self.prepare: Runnable = (
+            RunnableLambda(self._condense_step) | RunnableLambda(self._translate_step) | RunnableLambda(self._retrieve_step)
+        )
 
     @classmethod
     def from_settings(
@@ -70,27 +131,121 @@ class Pipeline:
         except Exception as exc:  # the lexicon is an accuracy aid; retrieval still works without it
             log.warning("Domain lexicon unavailable (%s); English questions will retrieve worse.", exc)
             lexicon = None
-        return cls(settings, loaded, index, lexicon)
+        llm = OpenAICompatibleClient.from_settings(settings) if settings.llm_base_url.strip() else None
+        return cls(settings, loaded, index, lexicon, llm)
 
     # ------------------------------------------------------------------ chain steps
+    def _condense_step(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        question, history = inputs["question"], inputs.get("history") or []
+        standalone = condense_offline(question, history)
+        if history and inputs.get("use_llm") and self.llm is not None:
+            standalone = self._llm_rewrite("condense_question", question, history) or standalone
+        return {**inputs, "standalone": standalone}
+
+    def _translate_step(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        extra: tuple[str, ...] = ()
+        standalone = inputs["standalone"]
+        if inputs.get("use_llm") and self.llm is not None and detect_language(standalone) == "en":
+            translated = self._llm_translate(standalone)
+            extra = (translated,) if translated else ()
+        return {**inputs, "extra_queries": extra}
+
     def _retrieve_step(self, inputs: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
-        result = self.retriever.retrieve(inputs["question"], k=inputs.get("k"), filters=inputs.get("filters"))
+        result = self.retriever.retrieve(
+            inputs["standalone"], k=inputs.get("k"), filters=inputs.get("filters"),
+            extra_queries=inputs.get("extra_queries", ()),
+        )
         return {**inputs, "retrieval": result, "retrieve_ms": (time.perf_counter() - t) * 1000}
 
-    def _answer_step(self, inputs: dict[str, Any]) -> Answer:
-        result: RetrievalResult = inputs["retrieval"]
-        t = time.perf_counter()
-        answer = self.extractive.answer(result.plan, result.hits)
-        answer_ms = (time.perf_counter() - t) * 1000
-        timings = {"retrieve": round(inputs["retrieve_ms"], 1), "answer": round(answer_ms, 1)}
-        timings["total"] = round(timings["retrieve"] + timings["answer"], 1)
-        return replace(answer, timings_ms=timings)
+    def _llm_rewrite(self, prompt: str, question: str, history: list[Turn]) -> str:
+        lang = answer_language(detect_language(question))
+        transcript = "\n".join(f"Q: {t.question}\nA: {t.answer[:400]}" for t in history[-3:])
+        try:
+            template = load_prompt(self.prompts_dir, prompt, lang)
+            text = self.llm.complete(  # type: ignore[union-attr]
+                [{"role": "user", "content": render_prompt(template, history=transcript, question=question)}],
+                max_tokens=120, temperature=0.0,
+            )
+        except RagError as exc:
+            log.warning("Follow-up condensation by LLM failed (%s); using the offline rewrite.", exc)
+            return ""
+        line = text.strip().splitlines()[0].strip() if text.strip() else ""
+        return line if 0 < len(line) <= 500 else ""
+
+    def _llm_translate(self, question: str) -> str:
+        try:
+            template = load_prompt(self.prompts_dir, "translate_query", "")
+            text = self.llm.complete(  # type: ignore[union-attr]
+                [{"role": "user", "content": render_prompt(
+                    template, question=question, source_lang="English", target_lang="Vietnamese")}],
+                max_tokens=120, temperature=0.0,
+            )
+        except RagError as exc:
+            log.warning("Query translation by LLM failed (%s); using the lexicon only.", exc)
+            return ""
+        line = text.strip().splitlines()[0].strip() if text.strip() else ""
+        return line if 0 < len(line) <= 500 else ""
 
     # ------------------------------------------------------------------ public API
     def retrieve(self, question: str, k: int | None = None, filters: Filters | None = None) -> RetrievalResult:
         """Hybrid retrieval only (no answer)."""
         return self.retriever.retrieve(question, k=k, filters=filters)
+
+    @property
+    def default_backend(self) -> str:
+        return "llm" if self.llm is not None else "extractive"
+
+    def stream(
+        self,
+        question: str,
+        history: list[Turn] | None = None,
+        filters: Filters | None = None,
+        k: int | None = None,
+        backend: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded), then "final".
+
+        Any LLM failure, a cut stream, or an answer without a valid citation ends in the extractive
+        answer with a notice: a partial generation is never presented as a complete answer.
+        """
+        t0 = time.perf_counter()
+        use_llm = (backend or self.default_backend) == "llm" and self.llm_answerer is not None
+        state = self.prepare.invoke(
+            {"question": question, "history": history or [], "filters": filters, "k": k, "use_llm": use_llm}
+        )
+        result: RetrievalResult = state["retrieval"]
+        lang = answer_language(detect_language(question))
+        timings = {"retrieve": round(state["retrieve_ms"], 1)}
+        answer: Answer | None = None
+        notice = ""
+        if use_llm and self.llm_answerer is not None and result.hits:
+            t = time.perf_counter()
+            timings["prepare"] = round((t - t0) * 1000, 1)  # pipeline overhead before the LLM is called
+            parts: list[str] = []
+            try:
+                for delta in self.llm_answerer.stream(state["standalone"], lang, result.hits):
+                    if not parts:
+                        timings["first_token"] = round((time.perf_counter() - t0) * 1000, 1)
+                    parts.append(delta)
+                    yield StreamEvent("token", delta)
+                answer = self.llm_answerer.finalize(question, lang, result.hits, "".join(parts))
+                if answer is None:
+                    notice = NO_CITATION_NOTICE[lang]
+            except RagError as exc:
+                log.warning("LLM answer failed: %s", exc)
+                notice = FALLBACK_NOTICE[lang].format(reason=exc.message(lang).rstrip("."))
+            if answer is None and parts:
+                yield StreamEvent("reset")
+            timings["answer"] = round((time.perf_counter() - t) * 1000, 1)
+        if answer is None:
+            t = time.perf_counter()
+            answer = self.extractive.answer(result.plan, result.hits)
+            timings["answer"] = round(timings.get("answer", 0) + (time.perf_counter() - t) * 1000, 1)
+        timings["total"] = round((time.perf_counter() - t0) * 1000, 1)
+        yield StreamEvent("final", answer=replace(
+            answer, question=question, language=lang, timings_ms=timings, notice=notice or answer.notice
+        ))
 
     def ask(
         self,
@@ -98,9 +253,15 @@ class Pipeline:
         history: list[Turn] | None = None,
         filters: Filters | None = None,
         k: int | None = None,
+        backend: str | None = None,
     ) -> Answer:
         """Answer one question with citations (or a refusal). Raises BadInput for unusable questions."""
-        return self.chain.invoke({"question": question, "history": history or [], "filters": filters, "k": k})
+        final = None
+        for event in self.stream(question, history, filters, k, backend):
+            if event.kind == "final":
+                final = event.answer
+        assert final is not None
+        return final
 
     @property
     def notices(self) -> list[tuple[str, str]]:

@@ -238,15 +238,22 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     batch: Annotated[Path | None, typer.Option("--batch", help="JSONL file of {id, question}.")] = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="extractive or llm (default: llm if configured).")] = None,
     source: SourceOpt = None, doc: DocOpt = None, date_from: FromOpt = "", date_to: ToOpt = "", lang: LangOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Answer a question with numbered citations (or say it is not in the documents)."""
     settings = make_settings(home)
     filters = _filters(source, doc, date_from, date_to, lang)
+    if backend not in (None, "extractive", "llm"):
+        typer.echo("--backend must be 'extractive' or 'llm'.", err=True)
+        raise typer.Exit(code=2)
     try:
         pipeline = _pipeline(settings)
         items = _batch_items(batch, question)
+        if backend == "llm" and pipeline.llm is None:
+            raise BadInput("No LLM is configured: set RAG_LLM_BASE_URL (and RAG_LLM_MODEL).",
+                           "Chưa cấu hình LLM: hãy đặt RAG_LLM_BASE_URL (và RAG_LLM_MODEL).")
     except RagError as exc:
         _fail(exc)
         return
@@ -257,7 +264,7 @@ def ask(
             failed = True
             continue
         try:
-            answer = pipeline.ask(q, filters=filters, k=k)
+            answer = pipeline.ask(q, filters=filters, k=k, backend=backend)
         except RagError as exc:
             failed = True
             if as_json or batch:
@@ -267,6 +274,8 @@ def ask(
         if as_json or batch:
             _emit(answer_json(answer, qid))
         else:
+            if answer.notice:
+                typer.echo(f"NOTE: {answer.notice}", err=True)
             typer.echo(answer.text)
             for c in answer.citations:
                 typer.echo(f"[{c.n}] {c.chunk.title} — {c.chunk.source or '?'}, {c.chunk.date or '?'} ({c.chunk.chunk_id})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from rag.chain import Pipeline, Turn
@@ -31,7 +32,7 @@ GENERIC_ERROR = {
 }
 
 
-def render_answer(answer: Answer) -> str:
+def render_answer(answer: Answer, model: str = "") -> str:
     """Markdown: the answer, then its numbered sources with outlet, date and the quoted passage."""
     parts = []
     if answer.notice:
@@ -47,7 +48,7 @@ def render_answer(answer: Answer) -> str:
             parts.append(f"\n[{c.n}] **{html.escape(c.chunk.title)}** — {html.escape(meta)}  \n> {quote}")
     backend = "trích dẫn (offline)" if answer.language == "vi" else "extractive (offline)"
     if answer.backend == "llm":
-        backend = "LLM"
+        backend = f"LLM {model}".strip()
     parts.append(f"\n<sub>{backend} · {answer.timings_ms.get('total', 0):.0f} ms</sub>")
     return "\n".join(parts)
 
@@ -62,18 +63,36 @@ class ChatHandler:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
-    def reply(self, message: str, history: list[dict[str, Any]]) -> str:
+    def reply_stream(self, message: str, history: list[dict[str, Any]]) -> Iterator[str]:
+        """Successive versions of the assistant message: streamed LLM text, then the final rendering."""
         lang = _ui_lang(message or "")
-        turns = _turns(history)
+        model = self.pipeline.llm.name if self.pipeline.llm is not None else ""
+        partial = ""
         try:
-            return render_answer(self.pipeline.ask(message or "", history=turns))
+            for event in self.pipeline.stream(message or "", history=_turns(history)):
+                if event.kind == "token":
+                    partial += event.text
+                    yield partial + " ▌"
+                elif event.kind == "reset":
+                    partial = ""
+                    yield "…"
+                elif event.answer is not None:
+                    yield render_answer(event.answer, model)
         except RagError as exc:
             if not (message or "").strip():
-                return f"{exc.message('vi')} / {exc.message('en')}"
-            return exc.message(lang)
+                yield f"{exc.message('vi')} / {exc.message('en')}"
+            else:
+                yield exc.message(lang)
         except Exception:
             log.exception("Unexpected error while answering")
-            return GENERIC_ERROR[lang]
+            yield GENERIC_ERROR[lang]
+
+    def reply(self, message: str, history: list[dict[str, Any]]) -> str:
+        """The final assistant message (non-streaming)."""
+        out = ""
+        for out in self.reply_stream(message, history):  # noqa: B007 - keep the last version
+            pass
+        return out
 
     def ask_api(self, question: str) -> dict:
         """The JSON answer of `rag ask --json`, for API clients; errors come back as {"error": sentence}."""
@@ -104,10 +123,16 @@ def build_ui(pipeline: Pipeline):
 
     handler = ChatHandler(pipeline)
     notices = [f"⚠️ {en}<br>⚠️ {vi}" for en, vi in pipeline.notices]
-    notices.append(
-        "ℹ️ Câu trả lời trích nguyên văn từ tài liệu (chế độ offline, không dùng LLM). / "
-        "Answers quote the documents verbatim (offline extractive mode, no LLM)."
-    )
+    if pipeline.llm is None:
+        notices.append(
+            "ℹ️ Câu trả lời trích nguyên văn từ tài liệu (chế độ offline, không dùng LLM). / "
+            "Answers quote the documents verbatim (offline extractive mode, no LLM)."
+        )
+    else:
+        notices.append(
+            f"ℹ️ Câu trả lời do LLM `{pipeline.llm.name}` viết, dựa trên tài liệu; nếu LLM lỗi sẽ trích nguyên văn. / "
+            f"Answers are written by the LLM `{pipeline.llm.name}` from the documents, with quoted fallback."
+        )
     with gr.Blocks(title="Hỏi đáp Hợp tác Việt Nam – Nhật Bản") as demo:
         gr.Markdown(
             "## Trợ lý hỏi đáp hợp tác Việt Nam – Nhật Bản · Vietnam–Japan cooperation assistant\n"
@@ -125,10 +150,12 @@ def build_ui(pipeline: Pipeline):
         clear = gr.Button("Xóa hội thoại / Clear", size="sm")
 
         def respond(message: str, history: list[dict[str, Any]]):
-            history = list(history or [])
-            reply = handler.reply(message, history)
-            history += [{"role": "user", "content": message or ""}, {"role": "assistant", "content": reply}]
-            return "", history
+            past = list(history or [])
+            shown = [*past, {"role": "user", "content": message or ""}, {"role": "assistant", "content": "…"}]
+            yield "", shown
+            for version in handler.reply_stream(message, past):
+                shown[-1] = {"role": "assistant", "content": version}
+                yield "", shown
 
         box.submit(respond, [box, chatbot], [box, chatbot], api_name="chat")
         send.click(respond, [box, chatbot], [box, chatbot], api_visibility="private")
