@@ -185,7 +185,11 @@ class OpenAICompatibleClient:
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         )
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+        # trust_env=False: no proxy, netrc or certificate settings picked up from the environment
+        # behind the settings object's back (a stray HTTP_PROXY would otherwise hijack 127.0.0.1).
+        self._http = httpx.Client(
+            timeout=timeout, transport=transport, follow_redirects=False, trust_env=False
+        )
 
     @classmethod
     def from_settings(
