@@ -200,20 +200,9 @@ class ExtractiveAnswerer:
         if not chosen or not terms or total_cov < self.min_evidence or best_cov < self.min_evidence * 0.6:
             return Answer(question=plan.question, language=lang, text=REFUSAL[lang], refused=True,
                           backend="extractive", hits=tuple(hits))
-        numbers: dict[str, int] = {}
-        citations: list[Citation] = []
-        quotes: dict[int, list[str]] = {}
-        for cand in chosen:
-            cid = cand.hit.chunk.chunk_id
-            if cid not in numbers:
-                numbers[cid] = len(numbers) + 1
-                quotes[numbers[cid]] = []
-            quotes[numbers[cid]].append(cand.sentence)
-        for cand in chosen:
-            n = numbers[cand.hit.chunk.chunk_id]
-            if all(c.n != n for c in citations):
-                citations.append(Citation(n=n, chunk=cand.hit.chunk, quote=" … ".join(quotes[n])))
-        lines = [FRAME[lang]] + [f"- {c.sentence} [{numbers[c.hit.chunk.chunk_id]}]" for c in chosen]
+        # One citation per quoted sentence, so every `quote` is an exact substring of its chunk.
+        citations = [Citation(n=i, chunk=c.hit.chunk, quote=c.sentence) for i, c in enumerate(chosen, 1)]
+        lines = [FRAME[lang]] + [f"- {c.sentence} [{i}]" for i, c in enumerate(chosen, 1)]
         return Answer(
             question=plan.question,
             language=lang,

@@ -5,7 +5,6 @@ Gradio is imported in this module alone, so the CLI and tests that do not need i
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -36,16 +35,16 @@ def render_answer(answer: Answer, model: str = "") -> str:
     """Markdown: the answer, then its numbered sources with outlet, date and the quoted passage."""
     parts = []
     if answer.notice:
-        parts.append(f"> ⚠️ {html.escape(answer.notice)}\n")
-    parts.append(html.escape(answer.text).replace("\n", "  \n"))
+        parts.append(f"> ⚠️ {answer.notice}\n")
+    # Plain text, not HTML-escaped: Gradio sanitises HTML itself, and entities would leak into the API.
+    parts.append(answer.text.replace("\n", "  \n"))
     if answer.citations:
         heading = "Nguồn" if answer.language == "vi" else "Sources"
         parts.append(f"\n**{heading}**")
         unknown = "không rõ" if answer.language == "vi" else "unknown"
         for c in answer.citations:
             meta = " · ".join(x for x in (c.chunk.source or unknown, c.chunk.date or unknown))
-            quote = html.escape(c.quote)
-            parts.append(f"\n[{c.n}] **{html.escape(c.chunk.title)}** — {html.escape(meta)}  \n> {quote}")
+            parts.append(f"\n[{c.n}] **{c.chunk.title}** — {meta}  \n> {c.quote}")
     backend = "trích dẫn (offline)" if answer.language == "vi" else "extractive (offline)"
     if answer.backend == "llm":
         backend = f"LLM {model}".strip()
