@@ -90,7 +90,7 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     for word in leftovers:
         if (is_stopword(word) or is_stopword(word.replace(" ", "_"))) and word.lower() not in acronyms:
             continue
-        form = tuple(_syllables(word))
+        form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
         if not form:
             continue
         terms.append(KeyTerm(word, (form,), _weight({form}, index, max_idf)))
@@ -98,13 +98,31 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
 
 
 def _weight(forms: set[tuple[str, ...]], index: Index, max_idf: float) -> float:
-    best = 0.0
+    """IDF of the rarest form of a term that occurs in the corpus; `max_idf` when none occurs.
+
+    A term absent from the corpus (every form, or the phrase as a whole: 'dân số' is absent even
+    though 'dân' and 'số' occur) is maximally informative: if the question needs it, no passage answers.
+    """
+    present: list[float] = []
     for form in forms:
         idfs = [index.plain.idf(s) for s in form]
-        known = [i for i in idfs if i is not None]
-        # A form absent from the corpus is maximally informative: if the question needs it, nothing answers.
-        best = max(best, (sum(known) / len(known)) if len(known) == len(idfs) else max_idf)
-    return best if forms else 0.0
+        if all(i is not None for i in idfs) and (len(form) == 1 or _phrase_in_corpus(form, index)):
+            present.append(sum(idfs) / len(idfs))  # type: ignore[arg-type]
+    return max(present) if present else (max_idf if forms else 0.0)
+
+
+def _phrase_in_corpus(form: tuple[str, ...], index: Index) -> bool:
+    """Whether the syllables occur contiguously somewhere ('dân số' is absent even if 'dân' and 'số' are not)."""
+    cached = index.phrase_cache.get(form)
+    if cached is None:
+        cached = False
+        for chunk_id, _score in index.plain.search([*form, "_".join(form)], k=30):
+            chunk = index.chunks.get(chunk_id)
+            if chunk is not None and _contains(_syllables(chunk.text), form):
+                cached = True
+                break
+        index.phrase_cache[form] = cached
+    return cached
 
 
 def coverage(terms: list[KeyTerm], text: str) -> float:

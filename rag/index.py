@@ -152,6 +152,7 @@ class Index:
         self.columns: dict[str, np.ndarray] = {}
         self._new_vectors: dict[str, np.ndarray] = {}
         self._compounds: frozenset[tuple[str, ...]] | None = None
+        self.phrase_cache: dict[tuple[str, ...], bool] = {}  # answer.py: does a phrase occur in the corpus?
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -463,6 +464,7 @@ class Index:
         self.vectors = vectors
         self._build_columns()
         self._compounds = None
+        self.phrase_cache = {}
 
     def _load_token_cache(self) -> dict[str, tuple[str, list[str]]]:
         path = self.home / "tokens.jsonl"

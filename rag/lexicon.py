@@ -98,4 +98,5 @@ def default_lexicon() -> Lexicon:
     """The lexicon shipped in rag/data/lexicon_en_vi.tsv."""
     from rag.gazetteer import load_lexicon
 
-    return Lexicon((row.en, row.vi) for row in load_lexicon())
+    # Question words ("how many" -> "bao nhiêu") carry no topic: they would only add noise to searches.
+    return Lexicon((row.en, row.vi) for row in load_lexicon() if row.kind != "question")
