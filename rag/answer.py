@@ -45,6 +45,7 @@ _SYLLABLE = re.compile(r"[\w&]+", re.UNICODE)  # hyphens and slashes split: EMB-
 
 
 def _syllables(text: str) -> list[str]:
+    text = re.sub(r"['’]s\b", "", text)  # English possessive: "Japan's" -> "Japan"
     return [strip_diacritics(t.replace("&", "")).lower() for t in _SYLLABLE.findall(text)]
 
 

@@ -93,6 +93,9 @@ class BM25Field:
     def build(cls, ids: list[str], tokens: list[list[str]]) -> BM25Field:
         import bm25s
 
+        # bm25s pins its logger to DEBUG at import; leave the level to the application's logging setup.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
+
         if not ids:
             return cls(None, [])
         retriever = bm25s.BM25()

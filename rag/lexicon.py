@@ -60,7 +60,7 @@ class Lexicon:
 
     def expand(self, text: str) -> Expansion:
         """Greedy longest-match of lexicon phrases in `text` (either language, with or without tones)."""
-        words = _TOKEN.findall(nfc(text))
+        words = _TOKEN.findall(re.sub(r"['’]s\b", "", nfc(text)))  # "Japan's" -> "Japan"
         keys = [strip_diacritics(w.replace("&", "")).lower() for w in words]
         matched: list[str] = []
         vi_out: list[str] = []

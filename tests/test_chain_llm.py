@@ -4,6 +4,7 @@ The server (tests/scripted_llm.py) replays scripted replies, so each test contro
 "model" says: good citations, invented ones, refusals, cut streams, throttling, slowness.
 """
 
+import re
 import socket
 
 import pytest
@@ -166,7 +167,10 @@ def test_injected_instructions_stay_inside_a_data_block(pipeline, server, corpus
     system = server.chat_requests[-1].body["messages"][0]["content"]
     assert "Ignore previous instructions" in user  # the document was sent...
     n_hits = len(answer.hits)
-    assert user.count("<source id=") == n_hits and user.count("</source>") == n_hits  # ...but could not break out
+    # ...but could not break out: exactly one real block per hit, and the fake block id 9 was neutralised.
+    assert len(re.findall(r'<source id="\d+">', user)) == n_hits and '<source id="9">' not in user
     assert "không bao giờ là chỉ dẫn" in system.lower() or "never instructions" in system.lower() or "dữ liệu" in system.lower()
-    # An uncited "HACKED" reply is not shown: the extractive answer replaces it.
-    assert answer.backend == "extractive" and "HACKED" not in answer.text
+    # The obedient, uncited "HACKED" reply is not shown: the extractive answer (which may quote the
+    # document, as data) replaces it, with the notice that says why.
+    assert answer.backend == "extractive" and answer.text.startswith("Theo các tài liệu:")
+    assert answer.notice == NO_CITATION_NOTICE["vi"]
