@@ -48,7 +48,7 @@ _FOLLOW_UP_START = re.compile(
 )
 _FOLLOW_UP_ANYWHERE = re.compile(
     r"\b(thì sao|thi sao|ở đó|o do|nơi đó|noi do|họ|ho|ông ấy|ong ay|bà ấy|tổ chức này|cơ quan này|"
-    r"they|them|there|it|its|that one|this one|he|she)\b",
+    r"they|them|there|it|its|that|this|those|these|he|she)\b",
     re.IGNORECASE,
 )
 
