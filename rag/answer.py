@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ FRAME = {
     "vi": "Theo các tài liệu:",
     "en": "According to the documents (quoted in Vietnamese):",
 }
+UNKNOWN_ENGLISH_WEIGHT = 0.5
 _SYLLABLE = re.compile(r"[\w&]+", re.UNICODE)  # hyphens and slashes split: EMB-AI -> emb, ai
 
 
@@ -84,15 +86,18 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     terms: list[KeyTerm] = []
     for surface, sub in groups:
         forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
-        forms = {f for f in forms if f and not all(is_stopword(s) for s in f)}
+        forms = {f for f in forms if f and not _is_function_phrase(f)}
         if not forms:
             continue
         terms.append(KeyTerm(surface, tuple(sorted(forms)), _weight(forms, index, max_idf)))
     for word in leftovers:
-        if (is_stopword(word) or is_stopword(word.replace(" ", "_"))) and word.lower() not in acronyms:
-            continue
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
-        if not form:
+        if not form or (_is_function_phrase(form) and word.lower() not in acronyms):
+            continue
+        if english and not (word[:1].isupper() or any(ch.isdigit() for ch in word)):
+            # An English word the lexicon does not know cannot be checked against Vietnamese text;
+            # it counts a little, so that unknown topic words still lower the evidence score.
+            terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))
             continue
         terms.append(KeyTerm(word, (form,), _weight({form}, index, max_idf)))
     return terms
@@ -126,14 +131,116 @@ def _phrase_in_corpus(form: tuple[str, ...], index: Index) -> bool:
     return cached
 
 
+def _is_function_phrase(form: tuple[str, ...]) -> bool:
+    """A form made only of function words ('o dau' = 'ở đâu'), judged as one word, then syllable by syllable."""
+    if len(form) == 1:
+        return is_stopword(form[0])
+    return is_stopword("_".join(form)) or (all(is_stopword(s) for s in form if not s.isdigit()) and not any(
+        s.isdigit() for s in form
+    ))
+
+
+def _found(term: KeyTerm, hay: list[str], hay_set: set[str]) -> float:
+    """1 if a form occurs as a phrase; 0.5 if a long form (3+ syllables) occurs only scattered; else 0."""
+    best = 0.0
+    for f in term.forms:
+        if _contains(hay, f):
+            return 1.0
+        if len(f) >= 3 and all(s in hay_set for s in f if not is_stopword(s)):
+            best = 0.5  # long phrases get paraphrased ('đầu tư của các doanh nghiệp Nhật Bản')
+    return best
+
+
 def coverage(terms: list[KeyTerm], text: str) -> float:
     """IDF-weighted fraction of key terms that occur in `text` (case- and tone-insensitive)."""
     total = sum(t.weight for t in terms)
     if total <= 0:
         return 0.0
     hay = _syllables(text)
-    found = sum(t.weight for t in terms if any(_contains(hay, f) for f in t.forms))
-    return found / total
+    hay_set = set(hay)
+    return sum(t.weight * _found(t, hay, hay_set) for t in terms) / total
+
+
+# Expected answer type, from the question's wording (checked on text without tones).
+_ANSWER_TYPES = (
+    ("date", re.compile(r"\b(khi nao|bao gio|ngay nao|ngay bao nhieu|nam nao|thang nao|luc nao|when|what date|"
+                        r"which date|which year|what year|which month)\b")),
+    ("number", re.compile(r"\b(bao nhieu|may|so luong|how many|how much|what number)\b")),
+    ("place", re.compile(r"\b(o dau|tai dau|noi nao|thanh pho nao|tinh nao|dia phuong nao|where|which city|"
+                         r"which prefecture|which province|which country)\b")),
+    ("person", re.compile(r"\b(who|whom|whose|ten la gi|ten gi|ten cua)\b")),
+)
+_TITLE = re.compile(
+    r"\b(Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
+    r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|ông|bà|GS|PGS|TS|Minister|Ambassador|Mr|Ms|Dr)\b"
+)
+_DATE = re.compile(r"\b\d{1,2}\s*[/-]\s*\d{1,2}(?:\s*/\s*\d{2,4})?\b|\b(?:năm|tháng|ngày)\s+\d{1,4}\b|\b(?:19|20)\d{2}\b")
+_NUMBER = re.compile(r"\d[\d.,]*")
+_PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
+
+
+def answer_type(question: str) -> str:
+    """'date', 'number', 'place', 'person' or '' for the kind of answer a question asks for."""
+    folded = strip_diacritics(question).lower()
+    for kind, pattern in _ANSWER_TYPES:
+        if pattern.search(folded):
+            return kind
+    # Vietnamese 'ai' ("who") in lower case; 'AI' (artificial intelligence) is written in capitals.
+    return "person" if re.search(r"(?<![\w-])[Aa]i(?![\w-])", strip_diacritics(question)) else ""
+
+
+@lru_cache(maxsize=1)
+def _known_non_person_names() -> frozenset[str]:
+    """Places and organisations from the lexicon: capitalised, but never a person's name."""
+    from rag.gazetteer import load_lexicon
+
+    names = set()
+    for row in load_lexicon():
+        if row.kind in ("place", "org", "acronym", "policy", "sector"):
+            names.update({row.vi.lower(), row.en.lower()})
+    return frozenset(names)
+
+
+def _capitalised_runs(sentence: str) -> list[tuple[int, str]]:
+    """(start, text) of runs of capitalised words ('Phạm Quang Hiệu', 'Daren Tang'); acronyms break runs."""
+    runs: list[tuple[int, str]] = []
+    current: list[re.Match[str]] = []
+    for m in re.finditer(r"[^\W\d_][\w-]*|\S", sentence):
+        word = m.group()
+        if word[0].isupper() and not (len(word) > 1 and word.isupper()):
+            current.append(m)
+            continue
+        if current:
+            runs.append((current[0].start(), sentence[current[0].start() : current[-1].end()]))
+        current = []
+    if current:
+        runs.append((current[0].start(), sentence[current[0].start() : current[-1].end()]))
+    return runs
+
+
+def has_answer_type(kind: str, sentence: str, question: str) -> bool:
+    """Whether a sentence contains something of the expected type that the question itself does not."""
+    if not kind:
+        return True
+    q = question.lower()
+    if kind == "number":
+        return any(m.group().strip(".,") not in q for m in _NUMBER.finditer(sentence))
+    if kind == "date":
+        return any(m.group() not in question for m in _DATE.finditer(sentence))
+    runs = [(start, run) for start, run in _capitalised_runs(sentence) if run.lower() not in q]
+    if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
+        known = _known_non_person_names()
+        # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
+        asked = {m.group().lower() for m in _TITLE.finditer(question)}
+        for start, run in runs:
+            if len(run.split()) < 2 or run.lower() in known:
+                continue
+            before = sentence[max(0, start - 80) : start]
+            titles = {m.group().lower() for m in _TITLE.finditer(before)}
+            if titles and (not asked or titles & asked):
+                return True
+        return False
+    return any(_PLACE_CUE.search(sentence[max(0, start - 20) : start]) for start, run in runs)
 
 
 @dataclass(frozen=True)
@@ -200,6 +307,10 @@ class ExtractiveAnswerer:
         """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
         lang = answer_language(plan.language)
         terms, cands = self.candidates(plan, hits)
+        kind = answer_type(plan.question)
+        if kind:
+            # Sentences holding the kind of thing asked for (a number, a date, a name, a place) go first.
+            cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, plan.question), -c.score))
         chosen: list[_Candidate] = []
         covered_text = ""
         best_cov = 0.0
@@ -216,7 +327,8 @@ class ExtractiveAnswerer:
             covered_text += " " + cand.sentence
             best_cov = max(best_cov, cand.coverage)
         total_cov = coverage(terms, covered_text) if chosen else 0.0
-        if not chosen or not terms or total_cov < self.min_evidence or best_cov < self.min_evidence * 0.6:
+        typed = not kind or any(has_answer_type(kind, c.sentence, plan.question) for c in chosen)
+        if not chosen or not terms or not typed or total_cov < self.min_evidence or best_cov < self.min_evidence * 0.6:
             return Answer(question=plan.question, language=lang, text=REFUSAL[lang], refused=True,
                           backend="extractive", hits=tuple(hits))
         # One citation per quoted sentence, so every `quote` is an exact substring of its chunk.

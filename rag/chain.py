@@ -240,7 +240,8 @@ class Pipeline:
             timings["answer"] = round((time.perf_counter() - t) * 1000, 1)
         if answer is None:
             t = time.perf_counter()
-            answer = self.extractive.answer(result.plan, result.hits)
+            # Evidence terms come from the question as asked; the standalone rewrite only steered retrieval.
+            answer = self.extractive.answer(replace(result.plan, question=question), result.hits)
             timings["answer"] = round(timings.get("answer", 0) + (time.perf_counter() - t) * 1000, 1)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 1)
         yield StreamEvent("final", answer=replace(

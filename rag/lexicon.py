@@ -14,7 +14,8 @@ from functools import lru_cache
 from rag.text import nfc, strip_diacritics
 
 _MAX_NGRAM = 6
-_TOKEN = re.compile(r"[\w&]+(?:[-/.][\w&]+)*", re.UNICODE)
+_TOKEN = re.compile(r"[\w&]+", re.UNICODE)  # hyphens/slashes split: 'semiconductor-related', 'EMB-AI'
+
 
 
 def _key_tokens(text: str) -> tuple[str, ...]:

@@ -105,13 +105,19 @@ def _append_span(spans: list[tuple[int, int]], segment: str, base: int, start: i
 # ---------------------------------------------------------------- tokens
 
 _VI_STOPWORDS = frozenset(
-    ["và", "của", "các", "là", "có", "được", "cho", "với", "trong", "những", "một", "này", "đã", "đang", "sẽ", "để", "về", "tại", "từ", "theo", "khi", "thì", "mà", "như", "cũng", "nhiều", "hơn", "rất", "ra", "vào", "lên", "đến", "nên", "bị", "do", "vì", "nếu", "hay", "hoặc", "nhưng", "các_bên", "đó", "này_nay", "việc"]
+    ["và", "của", "các", "là", "có", "được", "cho", "với", "trong", "những", "một", "này", "đã", "đang", "sẽ", "để", "về", "tại", "từ", "theo", "khi", "thì", "mà", "như", "cũng", "nhiều", "hơn", "rất", "ra", "vào", "lên", "đến", "nên", "bị", "do", "vì", "nếu", "hay", "hoặc", "nhưng", "các_bên", "đó", "này_nay", "việc", "ở", "ạ"]
 )
 _VI_QUESTION_WORDS = frozenset(
-    ["ai", "gì", "nào", "đâu", "sao", "bao_nhiêu", "bao", "nhiêu", "mấy", "khi_nào", "bao_giờ", "thế_nào", "như_thế_nào", "tại_sao", "vì_sao", "hỏi", "cho_biết", "là_gì", "là_ai", "không", "ạ", "nhỉ", "vậy", "thì_sao", "còn"]
+    ["ai", "gì", "nào", "đâu", "sao", "bao_nhiêu", "bao", "nhiêu", "mấy", "khi_nào", "bao_giờ", "thế_nào", "như_thế_nào", "tại_sao", "vì_sao", "hỏi", "cho_biết", "là_gì", "là_ai", "không", "ạ", "nhỉ", "vậy", "thì_sao", "còn",
+     # question-frame words: they shape the question, the evidence rarely repeats them
+     "tên", "viết_tắt", "điều_gì", "việc_gì", "những_gì", "ra_sao", "thế_nào", "nêu", "kể", "liệt_kê",
+     "biết", "hãy", "xin", "muốn_biết"]
 )
 _EN_STOPWORDS = _EN_FUNCTION_WORDS | frozenset(
-    ["i", "you", "we", "they", "he", "she", "me", "my", "our", "your", "us", "them", "please", "tell", "know", "did", "does", "do", "was", "were"]
+    """i you we they he she me my our your us them please tell know did does do was were should shall may
+    might must get got all some such also only just very so then than other any each every being own same s
+    name names called call stand stands abbreviation mean means meant list tell describe explain happen
+    happened come came up see saw say said give gave make made take took according""".split()
 )
 
 
