@@ -15,12 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
+from rag.cli_connect import connect_command
 from rag.config import Settings
 from rag.errors import BadInput, RagError
 from rag.text import detect_language, nfc
 from rag.types import Answer, Hit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Vietnam–Japan cooperation Q&A assistant.")
+app.command("connect")(connect_command)
 
 
 def make_settings(home: Path | None) -> Settings:

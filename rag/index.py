@@ -33,6 +33,7 @@ from rag.chunk import chunk_document
 from rag.clean import clean_document
 from rag.config import Settings
 from rag.embed import Embedder
+from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
@@ -154,6 +155,8 @@ class Index:
         self.vectors = np.zeros((0, 0), dtype=np.float32)  # rows aligned with the chunk store order
         self.columns: dict[str, np.ndarray] = {}
         self._new_vectors: dict[str, np.ndarray] = {}
+        self.entities: dict[str, Entities] = {}  # chunk id -> places, organisations, people, programmes, sectors
+        self._new_entities: dict[str, tuple[str, Entities]] = {}
         self._compounds: frozenset[tuple[str, ...]] | None = None
         self.phrase_cache: dict[tuple[str, ...], bool] = {}  # answer.py: does a phrase occur in the corpus?
 
@@ -178,6 +181,11 @@ class Index:
             index.accented = BM25Field.load(index.home / "bm25" / "accented")
             index.plain = BM25Field.load(index.home / "bm25" / "plain")
         index._row_of = {cid: i for i, cid in enumerate(index.accented.ids)}
+        index.entities = {
+            cid: ents
+            for cid, (key, ents) in index._load_entity_cache().items()
+            if cid in index.chunks and key == _text_key(index.chunks[cid])
+        }
         vectors_path = index.home / "vectors.npy"
         if vectors_path.exists():
             index.vectors = np.load(vectors_path)
@@ -383,10 +391,11 @@ class Index:
             vectors = embedder.embed_documents([_embedding_text(c) for c in batch])
             for c, v in zip(batch, vectors, strict=True):
                 self._new_vectors[c.chunk_id] = v
+                self._new_entities[c.chunk_id] = (_text_key(c), extract_entities(c.text))
             col.upsert(
                 ids=[c.chunk_id for c in batch],
                 embeddings=vectors.tolist(),
-                metadatas=[c.metadata() for c in batch],
+                metadatas=[{**c.metadata(), **self._new_entities[c.chunk_id][1].as_metadata()} for c in batch],
             )
 
     def _sweep(
@@ -427,6 +436,19 @@ class Index:
             self.home / "chunks.jsonl",
             "".join(json.dumps(asdict(chunks_now[cid]), ensure_ascii=False) + "\n" for cid in ids),
         )
+        entity_cache = {**self._load_entity_cache(), **self._new_entities}
+        for cid in ids:
+            key = _text_key(chunks_now[cid])
+            if cid not in entity_cache or entity_cache[cid][0] != key:
+                entity_cache[cid] = (key, extract_entities(chunks_now[cid].text))
+        _atomic_write(
+            self.home / "entities.jsonl",
+            "".join(
+                json.dumps({"chunk_id": cid, "key": entity_cache[cid][0], **entity_cache[cid][1].as_metadata()},
+                           ensure_ascii=False) + "\n"
+                for cid in ids
+            ),
+        )
         accented = BM25Field.build(ids, tokens)
         plain = BM25Field.build(ids, [strip_tokens(t) for t in tokens])
         staging = Path(tempfile.mkdtemp(dir=self.home, prefix=".bm25-"))
@@ -458,6 +480,8 @@ class Index:
             np.save(f, vectors)
         os.replace(tmp, self.home / "vectors.npy")
         self._new_vectors = {}
+        self.entities = {cid: entity_cache[cid][1] for cid in ids}
+        self._new_entities = {}
         manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now}
         _atomic_write(self.settings.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
         self.manifest = manifest
@@ -468,6 +492,16 @@ class Index:
         self._build_columns()
         self._compounds = None
         self.phrase_cache = {}
+
+    def _load_entity_cache(self) -> dict[str, tuple[str, Entities]]:
+        path = self.home / "entities.jsonl"
+        cache: dict[str, tuple[str, Entities]] = {}
+        if path.exists():
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    d = json.loads(line)
+                    cache[d["chunk_id"]] = (d["key"], Entities.from_metadata(d))
+        return cache
 
     def _load_token_cache(self) -> dict[str, tuple[str, list[str]]]:
         path = self.home / "tokens.jsonl"

@@ -16,6 +16,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.embed import Embedder
+from rag.entities import chunk_entities_of, detect_question_entities, entity_ranking
 from rag.errors import BadInput
 from rag.fusion import ranks_of, weighted_rrf
 from rag.index import Index
@@ -31,9 +32,10 @@ MAX_QUESTION_CHARS = 2000
 # Per-language run weights. Tone-free BM25 is the main lexical signal for unaccented questions and a
 # minor one otherwise; the translated runs only exist for English questions.
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    "vi": {"dense": 1.0, "bm25": 1.0, "bm25_plain": 0.3},
-    "vi_nodiac": {"dense": 0.7, "bm25": 0.3, "bm25_plain": 1.0},
-    "en": {"dense": 0.5, "dense_translated": 0.7, "bm25": 0.2, "bm25_translated": 1.0, "bm25_plain": 0.3},
+    "vi": {"dense": 1.0, "bm25": 1.0, "bm25_plain": 0.3, "entities": 0.5},
+    "vi_nodiac": {"dense": 0.7, "bm25": 0.3, "bm25_plain": 1.0, "entities": 0.5},
+    "en": {"dense": 0.5, "dense_translated": 0.7, "bm25": 0.2, "bm25_translated": 1.0, "bm25_plain": 0.3,
+           "entities": 0.5},
 }
 
 
@@ -198,6 +200,19 @@ class HybridRetriever:
             combined = [*plan.bm25_tokens, *plan.translated_tokens]
             runs["bm25_translated"] = [cid for cid, _ in self.index.accented.search(combined, n, weight_mask)]
         timings["bm25"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        if weights.get("entities", 0) > 0:
+            # Places, organisations and sectors named in the question (either language, old or new
+            # province names) form one more ranking: chunks mentioning more of them rank higher.
+            q_entities = detect_question_entities(q)
+            if not q_entities.is_empty():
+                ranked = entity_ranking(q_entities, self.index.chunks, chunk_entities_of(self.index))
+                if rows is not None:
+                    allowed = {self.index.accented.ids[int(i)] for i in rows}
+                    ranked = [cid for cid in ranked if cid in allowed]
+                runs["entities"] = ranked[:n]
+        timings["entities"] = (time.perf_counter() - t) * 1000
 
         effective = dict(weights)
         if "dense_translated" in runs and "dense_translated" not in effective:

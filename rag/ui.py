@@ -15,6 +15,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.text import detect_language
 from rag.types import Answer
+from rag.ui_connect import build_connections_tab
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,16 @@ def build_ui(pipeline: Pipeline):
             "Ask in Vietnamese or English; every answer cites its sources."
         )
         gr.Markdown("\n\n".join(notices), elem_id="notices")
-        chatbot = gr.Chatbot(label="Hội thoại / Conversation", height=520, elem_id="chat")
-        with gr.Row():
-            box = gr.Textbox(
-                placeholder="Nhập câu hỏi… / Type a question…", show_label=False, scale=8, elem_id="question"
-            )
-            send = gr.Button("Gửi / Send", variant="primary", scale=1, elem_id="send")
-        gr.Examples(EXAMPLES, inputs=box, label="Ví dụ / Examples")
-        clear = gr.Button("Xóa hội thoại / Clear", size="sm")
+        with gr.Tab("Hỏi đáp / Q&A", id="chat-tab"):
+            chatbot = gr.Chatbot(label="Hội thoại / Conversation", height=520, elem_id="chat")
+            with gr.Row():
+                box = gr.Textbox(
+                    placeholder="Nhập câu hỏi… / Type a question…", show_label=False, scale=8, elem_id="question"
+                )
+                send = gr.Button("Gửi / Send", variant="primary", scale=1, elem_id="send")
+            gr.Examples(EXAMPLES, inputs=box, label="Ví dụ / Examples")
+            clear = gr.Button("Xóa hội thoại / Clear", size="sm")
+        build_connections_tab(pipeline)
 
         def respond(message: str, history: list[dict[str, Any]]):
             past = list(history or [])
