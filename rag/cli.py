@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from eval.cli_commands import eval_command, feedback_export_command
 from rag.cli_connect import connect_command
 from rag.config import Settings
 from rag.errors import BadInput, RagError
@@ -23,6 +24,10 @@ from rag.types import Answer, Hit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Vietnam–Japan cooperation Q&A assistant.")
 app.command("connect")(connect_command)
+app.command("eval")(eval_command)
+feedback_app = typer.Typer(help="Chat feedback (thumbs up / down).", no_args_is_help=True)
+feedback_app.command("export")(feedback_export_command)
+app.add_typer(feedback_app, name="feedback")
 
 
 def make_settings(home: Path | None) -> Settings:

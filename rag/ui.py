@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from eval.ui_tab import build_eval_tab, feedback_handler
 from rag.chain import Pipeline, Turn
 from rag.cli import answer_json
 from rag.config import Settings
@@ -16,6 +18,8 @@ from rag.errors import RagError
 from rag.text import detect_language
 from rag.types import Answer
 from rag.ui_connect import build_connections_tab
+
+DATASETS_DIR = Path(__file__).resolve().parent.parent / "eval" / "datasets"
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,8 @@ def _turns(history: list[dict[str, Any]]) -> list[Turn]:
     pending = None
     for m in history or []:
         content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):  # Gradio 6: [{"type": "text", "text": ...}, ...]
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         text = content if isinstance(content, str) else ""
         if m.get("role") == "user":
             pending = text
@@ -149,7 +155,10 @@ def build_ui(pipeline: Pipeline):
                 send = gr.Button("Gửi / Send", variant="primary", scale=1, elem_id="send")
             gr.Examples(EXAMPLES, inputs=box, label="Ví dụ / Examples")
             clear = gr.Button("Xóa hội thoại / Clear", size="sm")
+            chatbot.like(feedback_handler(pipeline, pipeline.settings), inputs=chatbot, outputs=None,
+                         api_visibility="private")
         build_connections_tab(pipeline)
+        build_eval_tab(pipeline, DATASETS_DIR)
 
         def respond(message: str, history: list[dict[str, Any]]):
             past = list(history or [])

@@ -1,0 +1,120 @@
+"""Command functions for `rag eval` and `rag feedback export` (typer-annotated, registered by rag/cli.py).
+
+    app.command("eval")(eval_command)
+    feedback_app = typer.Typer(help="Thumbs up / down collected in the chat.")
+    feedback_app.command("export")(feedback_export_command)
+    app.add_typer(feedback_app, name="feedback")
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+DEFAULT_DATASET = Path("eval/datasets/gold.jsonl")
+
+
+def _settings(home: Path | None):
+    from rag.cli import make_settings  # imported late: rag.cli imports this module
+
+    return make_settings(home)
+
+
+def _judge(settings: Any, url: str, model: str) -> Any:
+    if not url.strip():
+        return None
+    from rag.llm import OpenAICompatibleClient
+
+    return OpenAICompatibleClient.from_settings(settings.model_copy(update={"llm_base_url": url, "llm_model": model}))
+
+
+def eval_command(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Gold questions (JSONL).")] = DEFAULT_DATASET,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.jsonl, report.json/.md, plots.")] = Path(
+        "eval/runs/latest"),
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", "-c",
+        help="Built-in configuration (hybrid, bm25, dense, hybrid-nolexicon) or NAME=FILE (.json/.toml/.yaml "
+             "overrides); repeatable. Default: hybrid.")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="An earlier report.json: print deltas and exit 1 on a drop beyond --tolerance.")] = None,
+    gate_metrics: Annotated[str, typer.Option(
+        "--gate-metrics", help="Comma-separated metrics the baseline gate checks.")] = "hit@5,refusal_accuracy",
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", min=0.0, help="Allowed drop (absolute, 0.02 = 2 points).")] = 0.02,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--no-resume", help="Skip (config, question) pairs already in OUT/results.jsonl.")] = True,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Index folder to use (built/updated from RAG_CORPUS_DIR); default OUT/index.")] = None,
+    judge_url: Annotated[str, typer.Option(
+        "--judge-url", envvar="RAG_JUDGE_BASE_URL",
+        help="OpenAI-compatible server for the LLM judge (faithfulness, answer relevancy); off when empty.")] = "",
+    judge_model: Annotated[str, typer.Option("--judge-model", envvar="RAG_JUDGE_MODEL")] = "",
+) -> None:
+    """Evaluate answer quality on a gold dataset, optionally comparing with a baseline report."""
+    from tqdm import tqdm
+
+    from eval.gate import compare
+    from eval.runner import REPORT_MD, fmt_metric, parse_config_specs, resolve_configs, run_eval
+
+    settings = _settings(home if home is not None else out / "index")
+    try:
+        specs = parse_config_specs(config)
+        resolve_configs(specs, settings)  # fail on a bad configuration before loading anything
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+    if not dataset.is_file():
+        raise typer.BadParameter(f"{dataset} does not exist", param_hint="--dataset")
+    if baseline is not None and not baseline.exists():
+        raise typer.BadParameter(f"{baseline} does not exist", param_hint="--baseline")
+    judge = _judge(settings, judge_url, judge_model)
+
+    bar = tqdm(total=0, desc="evaluating", unit="q", file=sys.stderr)
+
+    def progress(done: int, total: int, info: dict[str, Any]) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.n = done - 1
+        bar.set_postfix_str(f"{info.get('config')} {info.get('id')}", refresh=False)
+        bar.update(done - bar.n)
+
+    t = time.perf_counter()
+    try:
+        report = run_eval(dataset, out, specs, settings, resume=resume, progress=progress, judge=judge)
+    except ValueError as exc:
+        bar.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    bar.close()
+    typer.echo(f"{report['n_questions']} questions × {len(report['results'])} configuration(s) in "
+               f"{time.perf_counter() - t:.1f} s → {out / REPORT_MD}")
+    judged = report["judge"]["configured"]
+    cols = ("hit@1", "hit@5", "mrr", "ndcg@10", "refusal_accuracy", "false_refusal_rate", "evidence_coverage",
+            "faithfulness")
+    typer.echo("config".ljust(18) + "".join(c.rjust(19) for c in cols))
+    for name, res in report["results"].items():
+        typer.echo(name.ljust(18) + "".join(fmt_metric(c, res["overall"][c], judged).rjust(19) for c in cols))
+    if baseline is not None:
+        table, failed = compare(report, baseline, gate_metrics, tolerance)
+        typer.echo("")
+        typer.echo(table)
+        if failed:
+            raise typer.Exit(code=1)
+
+
+def feedback_export_command(
+    out: Annotated[Path, typer.Argument(help="JSONL file for the draft gold questions.")] = Path(
+        "eval/datasets/feedback-drafts.jsonl"),
+    home: Annotated[Path | None, typer.Option("--home", help="Index folder (default: RAG_HOME or .rag).")] = None,
+) -> None:
+    """Export chat thumbs up / down as draft gold questions (👎 ones are flagged needs_review)."""
+    from rag.feedback import FeedbackStore
+
+    store = FeedbackStore.from_settings(_settings(home))
+    n = store.export_drafts(out)
+    up, down = store.count(1), store.count(-1)
+    typer.echo(f"{n} draft question(s) written to {out} ({up} 👍, {down} 👎 needing review).")
