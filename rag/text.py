@@ -114,10 +114,7 @@ _VI_QUESTION_WORDS = frozenset(
      "biết", "hãy", "xin", "muốn_biết"]
 )
 _EN_STOPWORDS = _EN_FUNCTION_WORDS | frozenset(
-    """i you we they he she me my our your us them please tell know did does do was were should shall may
-    might must get got all some such also only just very so then than other any each every being own same s
-    name names called call stand stands abbreviation mean means meant list tell describe explain happen
-    happened come came up see saw say said give gave make made take took according""".split()
+    ["i", "you", "we", "they", "he", "she", "me", "my", "our", "your", "us", "them", "please", "tell", "know", "did", "does", "do", "was", "were", "should", "shall", "may", "might", "must", "get", "got", "all", "some", "such", "also", "only", "just", "very", "so", "then", "than", "other", "any", "each", "every", "being", "own", "same", "s", "name", "names", "called", "call", "stand", "stands", "abbreviation", "mean", "means", "meant", "list", "tell", "describe", "explain", "happen", "happened", "come", "came", "up", "see", "saw", "say", "said", "give", "gave", "make", "made", "take", "took", "according"]
 )
 
 
