@@ -6,6 +6,7 @@ Gradio is imported in this module alone, so the CLI and tests that do not need i
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from rag.chain import Pipeline, Turn
 from rag.cli import answer_json
 from rag.config import Settings
 from rag.errors import RagError
+from rag.retrieve import Filters
 from rag.text import detect_language
 from rag.types import Answer
 from rag.ui_connect import build_connections_tab
@@ -67,13 +69,15 @@ class ChatHandler:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
-    def reply_stream(self, message: str, history: list[dict[str, Any]]) -> Iterator[str]:
+    def reply_stream(
+        self, message: str, history: list[dict[str, Any]], filters: Filters | None = None
+    ) -> Iterator[str]:
         """Successive versions of the assistant message: streamed LLM text, then the final rendering."""
         lang = _ui_lang(message or "")
         model = self.pipeline.llm.name if self.pipeline.llm is not None else ""
         partial = ""
         try:
-            for event in self.pipeline.stream(message or "", history=_turns(history)):
+            for event in self.pipeline.stream(message or "", history=_turns(history), filters=filters):
                 if event.kind == "token":
                     partial += event.text
                     yield partial + " ▌"
@@ -105,6 +109,30 @@ class ChatHandler:
         except RagError as exc:
             return {"question": question, "error": exc.message(_ui_lang(question))}
         return answer_json(answer)
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def build_filters(
+    sources: list[str] | None, docs: list[str] | None, date_from: str, date_to: str
+) -> Filters | None:
+    """Filters from the UI widgets (None when nothing is chosen); ValueError with a bilingual sentence."""
+    date_from, date_to = (date_from or "").strip(), (date_to or "").strip()
+    for value in (date_from, date_to):
+        if value and not _ISO_DATE.match(value):
+            raise ValueError(f"Ngày phải có dạng YYYY-MM-DD / Dates must look like YYYY-MM-DD: {value!r}")
+    filters = Filters(date_from=date_from, date_to=date_to, sources=tuple(sources or ()), doc_ids=tuple(docs or ()))
+    return None if filters.is_empty() else filters
+
+
+def _choices(pipeline: Pipeline, field: str) -> list[str]:
+    return sorted({getattr(c, field) for c in pipeline.index.chunks.values() if getattr(c, field)})
+
+
+def _doc_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
+    titles = {c.doc_id: c.title for c in pipeline.index.chunks.values()}
+    return sorted(((f"{t[:60]} ({d})", d) for d, t in titles.items()), key=lambda x: x[0])
 
 
 def _turns(history: list[dict[str, Any]]) -> list[Turn]:
@@ -154,22 +182,43 @@ def build_ui(pipeline: Pipeline):
                 )
                 send = gr.Button("Gửi / Send", variant="primary", scale=1, elem_id="send")
             gr.Examples(EXAMPLES, inputs=box, label="Ví dụ / Examples")
+            with gr.Accordion("Bộ lọc / Filters", open=False):
+                with gr.Row():
+                    f_source = gr.Dropdown(_choices(pipeline, "source"), multiselect=True,
+                                           label="Nguồn / Outlet", elem_id="filter-source")
+                    f_doc = gr.Dropdown(_doc_choices(pipeline), multiselect=True, label="Tài liệu / Document")
+                    f_from = gr.Textbox(label="Từ ngày / From (YYYY-MM-DD)", elem_id="filter-from")
+                    f_to = gr.Textbox(label="Đến ngày / To (YYYY-MM-DD)", elem_id="filter-to")
+                filter_note = gr.Markdown()
             clear = gr.Button("Xóa hội thoại / Clear", size="sm")
+            # Filters live in per-session state, so the /chat API keeps its (message, history) signature.
+            filter_state = gr.State(None)
             chatbot.like(feedback_handler(pipeline, pipeline.settings), inputs=chatbot, outputs=None,
                          api_visibility="private")
         build_connections_tab(pipeline)
         build_eval_tab(pipeline, DATASETS_DIR)
 
-        def respond(message: str, history: list[dict[str, Any]]):
+        def set_filters(sources: list[str] | None, docs: list[str] | None, date_from: str, date_to: str):
+            try:
+                filters = build_filters(sources, docs, date_from, date_to)
+            except ValueError as exc:
+                return None, f"⚠️ {exc}"
+            return filters, "" if filters is None else "✓ Đang lọc kết quả / Filtering results"
+
+        for widget in (f_source, f_doc, f_from, f_to):
+            widget.change(set_filters, [f_source, f_doc, f_from, f_to], [filter_state, filter_note],
+                          api_visibility="private")
+
+        def respond(message: str, history: list[dict[str, Any]], filters: Filters | None = None):
             past = list(history or [])
             shown = [*past, {"role": "user", "content": message or ""}, {"role": "assistant", "content": "…"}]
             yield "", shown
-            for version in handler.reply_stream(message, past):
+            for version in handler.reply_stream(message, past, filters):
                 shown[-1] = {"role": "assistant", "content": version}
                 yield "", shown
 
-        box.submit(respond, [box, chatbot], [box, chatbot], api_name="chat")
-        send.click(respond, [box, chatbot], [box, chatbot], api_visibility="private")
+        box.submit(respond, [box, chatbot, filter_state], [box, chatbot], api_name="chat")
+        send.click(respond, [box, chatbot, filter_state], [box, chatbot], api_visibility="private")
         clear.click(lambda: [], None, chatbot, api_visibility="private")
         gr.api(handler.ask_api, api_name="ask")
     return demo
