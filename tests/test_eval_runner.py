@@ -17,7 +17,8 @@ from eval.runner import (
     run_eval,
 )
 from rag.chain import Pipeline
-from rag.retrieve import DEFAULT_WEIGHTS
+from rag.config import BUNDLED_MODEL
+from rag.retrieve import weights_for
 
 DOC = "pho-thu-tuong-gap-nha-khoa-hoc-viet-nam-tai-nhat-2025"
 MINI = [
@@ -131,7 +132,7 @@ def test_run_eval_writes_results_report_and_plots(pipeline, dataset, tmp_path, n
     # The ablation really changes the fusion weights: every fused score is reproducible from the run
     # ranks with the configuration's weights (bm25 = dense runs weigh 0).
     for r in rows:
-        weights = DEFAULT_WEIGHTS[r["query_language"]]
+        weights = weights_for(BUNDLED_MODEL)[r["query_language"]]  # the tests run the fallback embedder
         if r["config"] == "bm25":
             weights = {**weights, "dense": 0.0, "dense_translated": 0.0}
         for hit in r["retrieved"]:
