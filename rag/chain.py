@@ -161,28 +161,23 @@ class Pipeline:
     def _llm_rewrite(self, prompt: str, question: str, history: list[Turn]) -> str:
         lang = answer_language(detect_language(question))
         transcript = "\n".join(f"Q: {t.question}\nA: {t.answer[:400]}" for t in history[-3:])
+        return self._llm_one_line(prompt, lang, "follow-up condensation", history=transcript, question=question)
+
+    def _llm_translate(self, question: str) -> str:
+        return self._llm_one_line(
+            "translate_query", "", "query translation", question=question,
+            source_lang="English", target_lang="Vietnamese",
+        )
+
+    def _llm_one_line(self, prompt: str, lang: str, purpose: str, **values: str) -> str:
+        """The first line of the LLM's reply to a prompt file, or '' on any failure (the offline path is used)."""
         try:
             template = load_prompt(self.prompts_dir, prompt, lang)
             text = self.llm.complete(  # type: ignore[union-attr]
-                [{"role": "user", "content": render_prompt(template, history=transcript, question=question)}],
-                max_tokens=120, temperature=0.0,
+                [{"role": "user", "content": render_prompt(template, **values)}], max_tokens=120, temperature=0.0
             )
         except RagError as exc:
-            log.warning("Follow-up condensation by LLM failed (%s); using the offline rewrite.", exc)
-            return ""
-        line = text.strip().splitlines()[0].strip() if text.strip() else ""
-        return line if 0 < len(line) <= 500 else ""
-
-    def _llm_translate(self, question: str) -> str:
-        try:
-            template = load_prompt(self.prompts_dir, "translate_query", "")
-            text = self.llm.complete(  # type: ignore[union-attr]
-                [{"role": "user", "content": render_prompt(
-                    template, question=question, source_lang="English", target_lang="Vietnamese")}],
-                max_tokens=120, temperature=0.0,
-            )
-        except RagError as exc:
-            log.warning("Query translation by LLM failed (%s); using the lexicon only.", exc)
+            log.warning("LLM %s failed (%s); continuing without it.", purpose, exc)
             return ""
         line = text.strip().splitlines()[0].strip() if text.strip() else ""
         return line if 0 < len(line) <= 500 else ""

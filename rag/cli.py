@@ -195,20 +195,8 @@ def retrieve(
     except RagError as exc:
         _fail(exc)
         return
-    failed = False
-    for qid, q, err in items:
-        if err:
-            _emit({"id": qid, "question": q, "error": err})
-            failed = True
-            continue
-        try:
-            result = pipeline.retrieve(q, k=k, filters=filters)
-        except RagError as exc:
-            failed = True
-            if as_json or batch:
-                _emit({"id": qid, "question": q, "error": exc.message(_lang(q))})
-                continue
-            _fail(exc, _lang(q))
+    outcome = _Outcome()
+    for qid, result in outcome.each(items, lambda q: pipeline.retrieve(q, k=k, filters=filters), as_json or batch):
         if as_json or batch:
             _emit({"id": qid, "question": result.plan.question,
                    "language": "en" if result.plan.language == "en" else "vi", "query_language": result.plan.language,
@@ -217,8 +205,31 @@ def retrieve(
             for i, h in enumerate(result.hits, 1):
                 typer.echo(f"{i}. [{h.score:.4f}] {h.chunk.chunk_id} — {h.chunk.title} ({h.chunk.source}, {h.chunk.date})")
                 typer.echo(f"   {h.chunk.text[:240]}…")
-    if failed and not batch:
+    if outcome.failed and not batch:
         raise typer.Exit(code=1)
+
+
+class _Outcome:
+    """Runs one command per question; a failure becomes an error line (structured output) or exit 1."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def each(self, items: list[tuple[Any, str, str]], run: Any, structured: bool) -> Iterator[tuple[Any, Any]]:
+        for qid, q, err in items:
+            if err:
+                _emit({"id": qid, "question": q, "error": err})
+                self.failed = True
+                continue
+            try:
+                result = run(q)
+            except RagError as exc:
+                self.failed = True
+                if structured:
+                    _emit({"id": qid, "question": q, "error": exc.message(_lang(q))})
+                    continue
+                _fail(exc, _lang(q))
+            yield qid, result
 
 
 def _lang(question: str) -> str:
@@ -264,20 +275,9 @@ def ask(
     except RagError as exc:
         _fail(exc)
         return
-    failed = False
-    for qid, q, err in items:
-        if err:
-            _emit({"id": qid, "question": q, "error": err})
-            failed = True
-            continue
-        try:
-            answer = pipeline.ask(q, filters=filters, k=k, backend=backend)
-        except RagError as exc:
-            failed = True
-            if as_json or batch:
-                _emit({"id": qid, "question": q, "error": exc.message(_lang(q))})
-                continue
-            _fail(exc, _lang(q))
+    outcome = _Outcome()
+    ask_one = lambda q: pipeline.ask(q, filters=filters, k=k, backend=backend)  # noqa: E731
+    for qid, answer in outcome.each(items, ask_one, as_json or batch):
         if as_json or batch:
             _emit(answer_json(answer, qid))
         else:
@@ -286,7 +286,7 @@ def ask(
             typer.echo(answer.text)
             for c in answer.citations:
                 typer.echo(f"[{c.n}] {c.chunk.title} — {c.chunk.source or '?'}, {c.chunk.date or '?'} ({c.chunk.chunk_id})")
-    if failed and not batch:
+    if outcome.failed and not batch:
         raise typer.Exit(code=1)
 
 
