@@ -183,6 +183,18 @@ class Pipeline:
         return line if 0 < len(line) <= 500 else ""
 
     # ------------------------------------------------------------------ public API
+    def warm_up(self) -> float:
+        """Run one Vietnamese and one English retrieval so the first user does not pay for lazy loading
+        (Chroma's HNSW segment, the entity index, torch's first pass: ~2 s at 100k chunks). Returns seconds."""
+        t = time.perf_counter()
+        if self.index.chunks:
+            for question in ("Hợp tác khoa học công nghệ Việt Nam – Nhật Bản tại Tokyo",
+                             "Vietnam Japan cooperation in semiconductors"):
+                self.retrieve(question)
+        seconds = time.perf_counter() - t
+        log.info("Warm-up retrieval took %.1f s", seconds)
+        return seconds
+
     def retrieve(self, question: str, k: int | None = None, filters: Filters | None = None) -> RetrievalResult:
         """Hybrid retrieval only (no answer)."""
         return self.retriever.retrieve(question, k=k, filters=filters)

@@ -17,7 +17,7 @@ import typer
 
 from eval.cli_commands import eval_command, feedback_export_command
 from rag.cli_connect import connect_command
-from rag.config import Settings
+from rag.config import Settings, apply_thread_limits
 from rag.errors import BadInput, RagError
 from rag.text import detect_language, nfc
 from rag.types import Answer, Hit
@@ -38,6 +38,7 @@ def make_settings(home: Path | None) -> Settings:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("bm25s", "sentence_transformers", "httpx", "chromadb", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    apply_thread_limits(settings)
     return settings
 
 
@@ -136,8 +137,8 @@ def _filters(source: list[str] | None, doc: list[str] | None, date_from: str, da
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Index folder (default: RAG_HOME or .rag).")]
 SourceOpt = Annotated[list[str] | None, typer.Option("--source", help="Only chunks from this outlet (repeatable).")]
 DocOpt = Annotated[list[str] | None, typer.Option("--doc", help="Only chunks of this document id (repeatable).")]
-FromOpt = Annotated[str, typer.Option("--date-from", help="ISO date, inclusive.")]
-ToOpt = Annotated[str, typer.Option("--date-to", help="ISO date, inclusive.")]
+FromOpt = Annotated[str, typer.Option("--date-from", help="ISO date (2025-03-14, 2025-03 or 2025), inclusive.")]
+ToOpt = Annotated[str, typer.Option("--date-to", help="ISO date (2025-03-14, 2025-03 or 2025), inclusive.")]
 LangOpt = Annotated[list[str] | None, typer.Option("--lang", help="Only documents in this language.")]
 
 
@@ -188,8 +189,8 @@ def retrieve(
 ) -> None:
     """Show the chunks hybrid retrieval finds for a question."""
     settings = make_settings(home)
-    filters = _filters(source, doc, date_from, date_to, lang)
     try:
+        filters = _filters(source, doc, date_from, date_to, lang)
         pipeline = _pipeline(settings)
         items = _batch_items(batch, question)
     except RagError as exc:
@@ -262,11 +263,11 @@ def ask(
 ) -> None:
     """Answer a question with numbered citations (or say it is not in the documents)."""
     settings = make_settings(home)
-    filters = _filters(source, doc, date_from, date_to, lang)
     if backend not in (None, "extractive", "llm"):
         typer.echo("--backend must be 'extractive' or 'llm'.", err=True)
         raise typer.Exit(code=2)
     try:
+        filters = _filters(source, doc, date_from, date_to, lang)
         pipeline = _pipeline(settings)
         items = _batch_items(batch, question)
         if backend == "llm" and pipeline.llm is None:

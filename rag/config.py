@@ -54,6 +54,13 @@ class Settings(BaseSettings):
 
     reranker_model: str = Field("", description="Optional sentence-transformers CrossEncoder; empty = off.")
 
+    blas_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads for numpy's BLAS (0 = library default). One avoids BLAS threads spinning "
+        "against torch's on small machines, which doubled tail latency at 100k chunks.",
+    )
+
     host: str = "127.0.0.1"
     port: int = 7860
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -69,3 +76,16 @@ class Settings(BaseSettings):
     @property
     def manifest_path(self) -> Path:
         return self.home / "manifest.json"
+
+
+def apply_thread_limits(settings: Settings) -> None:
+    """Limit numpy's BLAS thread pool for this process (called once at the edge, like logging setup).
+
+    A query does a few small matrix-vector products; with a multi-threaded BLAS its idle workers keep
+    spinning while torch embeds the next query, and on two cores the two pools fight.
+    """
+    if settings.blas_threads <= 0:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")

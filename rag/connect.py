@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from rag.answer import REFUSAL, coverage, key_terms
 from rag.entities import (
     KINDS,
@@ -299,7 +301,7 @@ def _allowed_ids(index: Any, filters: Filters | None) -> set[str] | None:
         return None
     mask = filters.row_mask(index.columns)
     ids = index.accented.ids
-    return {ids[i] for i, ok in enumerate(mask) if ok}
+    return {ids[int(i)] for i in np.flatnonzero(mask)}
 
 
 def _contacts_run(chunk_entities: Mapping[str, Entities], chunks: Mapping[str, Chunk], gz: Gazetteer) -> list[str]:

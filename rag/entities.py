@@ -23,10 +23,12 @@ import re
 import unicodedata
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from rag.text import is_stopword, nfc, strip_diacritics
 from rag.types import Chunk
@@ -789,39 +791,60 @@ KIND_WEIGHTS = {
 
 
 class EntityIndex:
-    """Inverted index (kind, folded name) -> chunk ids over a chunk -> Entities map."""
+    """Inverted index (kind, folded name) -> row positions over a chunk -> Entities map.
 
-    def __init__(self, chunk_entities: Mapping[str, Entities]) -> None:
+    Rows follow `ids` (the index's row order when given, else the mapping's order), so a query scores
+    with a few numpy adds over its postings and a caller's row mask (filters) applies directly.
+    """
+
+    def __init__(self, chunk_entities: Mapping[str, Entities], ids: Sequence[str] | None = None) -> None:
         self.source = chunk_entities
         self.size = len(chunk_entities)
-        self.order = {cid: i for i, cid in enumerate(chunk_entities)}
-        self.postings: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.ids_source = ids
+        self.ids = list(ids) if ids is not None else list(chunk_entities)
+        position = {cid: i for i, cid in enumerate(self.ids)}
+        postings: dict[tuple[str, str], list[int]] = defaultdict(list)
         for cid, ents in chunk_entities.items():
-            for key in ents.match_keys():
-                self.postings[key].append(cid)
-
-    def rank(self, question_entities: Entities) -> list[str]:
-        wanted = question_entities.match_keys()
-        n = max(self.size, 1)
-        scores: dict[str, float] = defaultdict(float)
-        for key in wanted:
-            cids = self.postings.get(key)
-            if not cids:
+            row = position.get(cid)
+            if row is None:
                 continue
-            w = KIND_WEIGHTS[key[0]] * math.log(1 + n / len(cids))
-            for cid in cids:
-                scores[cid] += w
-        return sorted(scores, key=lambda cid: (-scores[cid], self.order[cid]))
+            for key in ents.match_keys():
+                postings[key].append(row)
+        self.postings = {key: np.asarray(rows, dtype=np.int64) for key, rows in postings.items()}
+
+    def rank(self, question_entities: Entities, limit: int | None = None, mask: np.ndarray | None = None) -> list[str]:
+        """Ids sharing entities with the question, best first (ties: row order); at most `limit`,
+        only rows where `mask` is true."""
+        n = max(self.size, 1)
+        scores = np.zeros(len(self.ids), dtype=np.float64)
+        for key in question_entities.match_keys():
+            rows = self.postings.get(key)
+            if rows is None or len(rows) == 0:
+                continue
+            scores[rows] += KIND_WEIGHTS[key[0]] * math.log(1 + n / len(rows))
+        if mask is not None:
+            scores[~mask] = 0.0
+        candidates = np.flatnonzero(scores > 0)
+        if limit is not None and len(candidates) > limit:
+            # Keep every row tied with the limit-th score, so the stable order below decides ties.
+            threshold = np.partition(scores[candidates], len(candidates) - limit)[len(candidates) - limit]
+            candidates = candidates[scores[candidates] >= threshold]
+        order = candidates[np.lexsort((candidates, -scores[candidates]))]
+        if limit is not None:
+            order = order[:limit]
+        return [self.ids[int(r)] for r in order]
 
 
 _INDEX_CACHE: list[EntityIndex] = []
 
 
-def _entity_index(chunk_entities: Mapping[str, Entities]) -> EntityIndex:
-    """The EntityIndex of this very mapping (rebuilt when another mapping, or a resized one, comes)."""
-    if _INDEX_CACHE and _INDEX_CACHE[0].source is chunk_entities and _INDEX_CACHE[0].size == len(chunk_entities):
-        return _INDEX_CACHE[0]
-    idx = EntityIndex(chunk_entities)
+def _entity_index(chunk_entities: Mapping[str, Entities], ids: Sequence[str] | None) -> EntityIndex:
+    """The EntityIndex of this very mapping and row order (rebuilt when either changes)."""
+    if _INDEX_CACHE:
+        cached = _INDEX_CACHE[0]
+        if cached.source is chunk_entities and cached.size == len(chunk_entities) and cached.ids_source is ids:
+            return cached
+    idx = EntityIndex(chunk_entities, ids)
     _INDEX_CACHE[:] = [idx]
     return idx
 
@@ -830,17 +853,28 @@ def entity_ranking(
     question_entities: Entities,
     chunks: Mapping[str, Chunk],
     chunk_entities: Mapping[str, Entities],
+    *,
+    limit: int | None = None,
+    ids: Sequence[str] | None = None,
+    mask: np.ndarray | None = None,
 ) -> list[str]:
     """Chunk ids (among `chunks`) that share entities with the question, best first: a run for fusion.
 
     Score = sum over shared entities of kind weight x idf (rarer entities count more); ties keep the
-    chunk store order. Chunks sharing nothing are left out, so the run only ever adds evidence. Old
-    and new province names match alike. Uses an inverted index cached for the `chunk_entities` object,
-    so a query costs the postings of its entities, not a pass over the corpus.
+    row order. Chunks sharing nothing are left out, so the run only ever adds evidence. Old and new
+    province names match alike. `ids` gives the row order `mask` (a filter) refers to; `limit` bounds
+    the run. Uses an inverted index cached for the `chunk_entities` object, so a query costs the
+    postings of its entities, not a pass over the corpus.
     """
     if question_entities.is_empty():
         return []
-    return [cid for cid in _entity_index(chunk_entities).rank(question_entities) if cid in chunks]
+    index = _entity_index(chunk_entities, ids)
+    ranked = index.rank(question_entities, limit, mask)
+    kept = [cid for cid in ranked if cid in chunks]
+    if limit is None or len(kept) == len(ranked):
+        return kept
+    # `chunks` is a subset of the indexed chunks (connect.py's pool): rank everything, then cut.
+    return [cid for cid in index.rank(question_entities, None, mask) if cid in chunks][:limit]
 
 
 def extract_all(chunks: Mapping[str, Chunk]) -> dict[str, Entities]:

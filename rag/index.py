@@ -82,6 +82,67 @@ def _doc_hash(raw_text: str, meta: dict[str, str], settings: Settings) -> str:
     return h.hexdigest()
 
 
+def date_number(value: str, *, end: bool = False) -> int:
+    """An ISO date ('2025', '2025-03' or '2025-03-14') as YYYYMMDD; a partial date covers its whole
+    year or month (`end` picks its last day). 0 for an empty or unreadable date."""
+    parts = (value or "").strip()[:10].split("-")
+    try:
+        year = int(parts[0])
+        month = int(parts[1]) if len(parts) > 1 else (12 if end else 1)
+        day = int(parts[2]) if len(parts) > 2 else (31 if end else 1)
+    except ValueError:
+        return 0
+    return year * 10000 + month * 100 + day
+
+
+@dataclass(frozen=True)
+class MetadataColumns:
+    """Chunk metadata in index row order: dates as YYYYMMDD integers (0 = unknown) and the text fields
+    as integer codes, so filtering 100k rows costs well under a millisecond (string/object compares
+    cost several)."""
+
+    date: np.ndarray
+    codes: dict[str, np.ndarray]
+    vocab: dict[str, dict[str, int]]
+
+    @classmethod
+    def build(cls, chunks: list[Chunk]) -> MetadataColumns:
+        fields = {
+            "source": [c.source.casefold() for c in chunks],
+            "doc_id": [c.doc_id for c in chunks],
+            "language": [c.language for c in chunks],
+        }
+        codes: dict[str, np.ndarray] = {}
+        vocab: dict[str, dict[str, int]] = {}
+        for name, values in fields.items():
+            table: dict[str, int] = {}
+            codes[name] = np.fromiter((table.setdefault(v, len(table)) for v in values), dtype=np.int32, count=len(values))
+            vocab[name] = table
+        date = np.fromiter((date_number(c.date) for c in chunks), dtype=np.int32, count=len(chunks))
+        return cls(date=date, codes=codes, vocab=vocab)
+
+    def __len__(self) -> int:
+        return len(self.date)
+
+    def is_in(self, name: str, values: Iterable[str]) -> np.ndarray:
+        """Rows whose `name` field (source values compared case-insensitively) is one of `values`."""
+        table = self.vocab[name]
+        wanted = [table[v] for v in {v.casefold() if name == "source" else v for v in values} if v in table]
+        column = self.codes[name]
+        if len(wanted) == 1:
+            return column == wanted[0]
+        return np.isin(column, wanted)
+
+    def date_between(self, date_from: str, date_to: str) -> np.ndarray:
+        """Rows dated within [date_from, date_to] (either may be empty); undated rows never match."""
+        mask = self.date > 0
+        if date_from:
+            mask &= self.date >= date_number(date_from)
+        if date_to:
+            mask &= self.date <= date_number(date_to, end=True)
+        return mask
+
+
 class BM25Field:
     """One bm25s index plus its row -> chunk id mapping."""
 
@@ -158,7 +219,7 @@ class Index:
         self._collection: Any = None
         self._row_of: dict[str, int] = {}
         self.vectors = np.zeros((0, 0), dtype=np.float32)  # rows aligned with the chunk store order
-        self.columns: dict[str, np.ndarray] = {}
+        self.columns = MetadataColumns.build([])
         self._new_vectors: dict[str, np.ndarray] = {}
         self.entities: dict[str, Entities] = {}  # chunk id -> places, organisations, people, programmes, sectors
         self._new_entities: dict[str, tuple[str, Entities]] = {}
@@ -250,39 +311,48 @@ class Index:
 
     # ------------------------------------------------------------ queries
     def dense_search(self, vector: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[str, float]]:
-        """Top-k (chunk id, cosine similarity).
+        """Top-k (chunk id, cosine similarity) for one query vector; see `dense_search_many`."""
+        return self.dense_search_many(np.asarray(vector)[None, :], k, rows)[0]
 
-        Unfiltered queries go to Chroma's HNSW index. Filtered queries are exact dot products over the
-        allowed rows of the in-memory matrix: Chroma's `where` costs grow with the collection (about
-        110 ms at 100k vectors), while this costs at most one pass over the matrix (a few ms).
+    def dense_search_many(
+        self, vectors: np.ndarray, k: int, rows: np.ndarray | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top-k (chunk id, cosine similarity) for each row of `vectors`, in one pass.
+
+        Unfiltered queries go to Chroma's HNSW index (all vectors in one request). Filtered queries are
+        exact dot products over the allowed rows of the in-memory matrix: Chroma's `where` costs grow
+        with the collection (about 110 ms at 100k vectors), while this costs at most one pass over the
+        matrix (a few ms) however many query vectors there are.
         """
+        vectors = np.asarray(vectors, dtype=np.float32)
         if rows is None:
-            col = self.collection()
             n = len(self.accented.ids)  # equals Chroma's count (sync's sweep keeps them equal); count() costs ~6 ms
             if n == 0:
-                return []
-            res = col.query(query_embeddings=[vector.tolist()], n_results=min(k, n), include=["distances"])
-            return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+                return [[] for _ in vectors]
+            res = self.collection().query(
+                query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
+            )
+            return [
+                [(cid, 1.0 - float(d)) for cid, d in zip(ids, dists, strict=True)]
+                for ids, dists in zip(res["ids"], res["distances"], strict=True)
+            ]
         if len(rows) == 0 or len(self.vectors) == 0:
-            return []
+            return [[] for _ in vectors]
         if len(rows) > len(self.vectors) // 5:  # wide filters: one pass over the matrix beats copying rows
-            sims = (self.vectors @ vector.astype(np.float32))[rows]
+            sims = (self.vectors @ vectors.T)[rows]
         else:
-            sims = self.vectors[rows] @ vector.astype(np.float32)
-        top = np.argpartition(-sims, min(k, len(rows)) - 1)[:k] if len(rows) > k else np.arange(len(rows))
-        top = top[np.argsort(-sims[top])]
+            sims = self.vectors[rows] @ vectors.T
         ids = self.accented.ids
-        return [(ids[int(rows[i])], float(sims[i])) for i in top]
+        results = []
+        for column in sims.T:
+            top = np.argpartition(-column, k - 1)[:k] if len(rows) > k else np.arange(len(rows))
+            top = top[np.argsort(-column[top], kind="stable")]
+            results.append([(ids[int(rows[i])], float(column[i])) for i in top])
+        return results
 
     def _build_columns(self) -> None:
-        """Metadata as numpy columns in row order, so filters are vectorised, not Python loops."""
-        ordered = [self.chunks[cid] for cid in self.accented.ids if cid in self.chunks]
-        self.columns = {
-            "date": np.array([c.date or "" for c in ordered], dtype="U10"),
-            "source": np.array([c.source.casefold() for c in ordered], dtype=object),
-            "doc_id": np.array([c.doc_id for c in ordered], dtype=object),
-            "language": np.array([c.language for c in ordered], dtype=object),
-        }
+        """Metadata as integer numpy columns in row order, so a filter is a few vectorised compares."""
+        self.columns = MetadataColumns.build([self.chunks[cid] for cid in self.accented.ids if cid in self.chunks])
 
     def _vectors_from_chroma(self, ids: list[str]) -> np.ndarray:
         """Vectors for `ids` in that order, read back from Chroma (indexes built before vectors.npy)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from rag.embed import Embedder
 from rag.entities import chunk_entities_of, detect_question_entities, entity_ranking
 from rag.errors import BadInput
 from rag.fusion import ranks_of, weighted_rrf
-from rag.index import Index
+from rag.index import Index, MetadataColumns
 from rag.lexicon import Lexicon
 from rag.rerank import Reranker, rerank
 from rag.text import QueryLang, detect_language, nfc, query_tokens, strip_tokens, words
@@ -28,6 +29,7 @@ from rag.types import Hit
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
+_ISO_DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 
 # Per-language run weights. Tone-free BM25 is the main lexical signal for unaccented questions and a
 # minor one otherwise; the translated runs only exist for English questions.
@@ -66,24 +68,30 @@ class Filters:
     doc_ids: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for value in (self.date_from, self.date_to):
+            if value and not _ISO_DATE.match(value):
+                raise BadInput(
+                    f"Dates must look like 2025-03-14 (or 2025-03, 2025): {value!r}.",
+                    f"Ngày phải có dạng 2025-03-14 (hoặc 2025-03, 2025): {value!r}.",
+                )
+
     def is_empty(self) -> bool:
         return not (self.date_from or self.date_to or self.sources or self.doc_ids or self.languages)
 
-    def row_mask(self, columns: dict[str, np.ndarray]) -> np.ndarray | None:
+    def row_mask(self, columns: MetadataColumns) -> np.ndarray | None:
         """Boolean mask over index rows (vectorised; None when there is no filter)."""
         if self.is_empty():
             return None
-        mask = np.ones(len(columns["date"]), dtype=bool)
+        mask = np.ones(len(columns), dtype=bool)
         if self.doc_ids:
-            mask &= np.isin(columns["doc_id"], list(self.doc_ids))
+            mask &= columns.is_in("doc_id", self.doc_ids)
         if self.sources:
-            mask &= np.isin(columns["source"], [s.casefold() for s in self.sources])
+            mask &= columns.is_in("source", self.sources)
         if self.languages:
-            mask &= np.isin(columns["language"], list(self.languages))
-        if self.date_from:
-            mask &= (columns["date"] != "") & (columns["date"] >= self.date_from)
-        if self.date_to:
-            mask &= (columns["date"] != "") & (columns["date"] <= self.date_to)
+            mask &= columns.is_in("language", self.languages)
+        if self.date_from or self.date_to:
+            mask &= columns.date_between(self.date_from, self.date_to)
         return mask
 
 
@@ -203,9 +211,11 @@ class HybridRetriever:
         timings["embed"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        runs["dense"] = [cid for cid, _ in self.index.dense_search(vectors[0], n, rows)]
-        if len(dense_texts) > 1 and weights.get("dense_translated", weights.get("dense", 0)) > 0:
-            runs["dense_translated"] = [cid for cid, _ in self.index.dense_search(vectors[1], n, rows)]
+        use_translated = len(dense_texts) > 1 and weights.get("dense_translated", weights.get("dense", 0)) > 0
+        found = self.index.dense_search_many(vectors if use_translated else vectors[:1], n, rows)
+        runs["dense"] = [cid for cid, _ in found[0]]
+        if use_translated:
+            runs["dense_translated"] = [cid for cid, _ in found[1]]
         timings["dense"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
@@ -224,11 +234,10 @@ class HybridRetriever:
             # province names) form one more ranking: chunks mentioning more of them rank higher.
             q_entities = detect_question_entities(q)
             if not q_entities.is_empty():
-                ranked = entity_ranking(q_entities, self.index.chunks, chunk_entities_of(self.index))
-                if rows is not None:
-                    allowed = {self.index.accented.ids[int(i)] for i in rows}
-                    ranked = [cid for cid in ranked if cid in allowed]
-                runs["entities"] = ranked[:n]
+                runs["entities"] = entity_ranking(
+                    q_entities, self.index.chunks, chunk_entities_of(self.index),
+                    limit=n, ids=self.index.accented.ids, mask=mask,
+                )
         timings["entities"] = (time.perf_counter() - t) * 1000
 
         effective = dict(weights)

@@ -227,6 +227,7 @@ def build_ui(pipeline: Pipeline):
 def launch(settings: Settings, **kwargs: Any) -> None:
     """Build the index if needed, then serve the app on settings.host:settings.port."""
     pipeline = Pipeline.from_settings(settings, sync_corpus=True)
+    pipeline.warm_up()
     demo = build_ui(pipeline)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=settings.host, server_port=settings.port, show_error=False, **kwargs

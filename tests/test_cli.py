@@ -340,6 +340,12 @@ def test_ask_rejects_unusable_question(built, question, expected):
     assert_one_sentence(run, *expected)
 
 
+@pytest.mark.parametrize("command", ["ask", "retrieve"])
+def test_malformed_filter_date_is_one_sentence(built, command):
+    run = rag(command, QUESTION_VI, "--date-to", "2025-13-01", home=built.home, cwd=built.cwd)
+    assert_one_sentence(run, "2025-13-01")
+
+
 def test_ask_without_index_says_run_ingest(tmp_path):
     empty_home = tmp_path / "empty-home"
     empty_home.mkdir()

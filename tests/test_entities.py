@@ -193,6 +193,25 @@ def test_entity_ranking_matches_old_province_names_in_documents(chunks, chunk_en
         assert entity_ranking(detect_question_entities(q), all_chunks, all_entities)[0] == "extra#0000"
 
 
+def test_bounded_and_masked_entity_ranking_agree_with_the_full_ranking(chunks, chunk_entities):
+    import numpy as np
+
+    question = detect_question_entities(
+        "Bộ KH&CN, JICA, JETRO, Đại sứ quán Việt Nam tại Nhật Bản hợp tác bán dẫn, trí tuệ nhân tạo ở Tokyo, Osaka, Hà Nội"
+    )
+    full = entity_ranking(question, chunks, chunk_entities)
+    assert len(full) > 6
+    for limit in (1, 3, 6):
+        assert entity_ranking(question, chunks, chunk_entities, limit=limit) == full[:limit]
+    ids = list(chunks)
+    mask = np.array([cid.startswith("dien-dan-sts") for cid in ids])
+    masked = entity_ranking(question, chunks, chunk_entities, ids=ids, mask=mask, limit=4)
+    assert masked and masked == [cid for cid in full if cid.startswith("dien-dan-sts")][:4]
+    # A subset of the chunks (connect.py's pool) still gets `limit` results from inside the subset.
+    pool = {cid: c for cid, c in chunks.items() if not cid.startswith(full[0].split("#")[0])}
+    assert entity_ranking(question, pool, chunk_entities, limit=3) == [cid for cid in full if cid in pool][:3]
+
+
 def test_metadata_round_trip_through_chroma(chunk_entities):
     import chromadb
     from chromadb.config import Settings as ChromaSettings

@@ -1,5 +1,6 @@
 """Hybrid retrieval over the real seed index with the real bundled model."""
 
+import numpy as np
 import pytest
 
 from rag.errors import BadInput
@@ -62,3 +63,48 @@ def test_unusable_questions_are_bad_input(bad):
     with pytest.raises(BadInput) as info:
         validate_question(bad)
     assert info.value.en.endswith(".") and info.value.vi.endswith(".")
+
+
+def test_partial_dates_cover_their_whole_year_or_month(pipeline):
+    # The seed articles are dated 2022-2025; "2023" as an upper bound includes all of 2023.
+    hits = pipeline.retrieve("hợp tác khoa học công nghệ", k=10, filters=Filters(date_from="2023", date_to="2023")).hits
+    assert hits and {h.chunk.date[:4] for h in hits} == {"2023"}
+    columns = pipeline.index.columns
+    assert columns.date_between("2023", "2023").sum() == sum(
+        1 for cid in pipeline.index.accented.ids if pipeline.index.chunks[cid].date.startswith("2023")
+    )
+
+
+@pytest.mark.parametrize("bad", ["2025-13-01", "14/03/2025", "2025-3-1", "yesterday"])
+def test_malformed_filter_dates_are_bad_input(bad):
+    with pytest.raises(BadInput) as info:
+        Filters(date_to=bad)
+    assert bad in info.value.en and bad in info.value.vi
+
+
+def test_source_filter_ignores_case_and_unknown_values(pipeline):
+    columns = pipeline.index.columns
+    rows = [pipeline.index.chunks[cid] for cid in pipeline.index.accented.ids]
+    assert columns.is_in("source", ["MOST.GOV.VN"]).tolist() == [c.source == "most.gov.vn" for c in rows]
+    assert not columns.is_in("source", ["no-such-outlet"]).any()
+    both = Filters(sources=("most.gov.vn", "chinhphu.vn")).row_mask(columns)
+    assert both.tolist() == [c.source in ("most.gov.vn", "chinhphu.vn") for c in rows]
+
+
+def test_batched_dense_search_equals_one_query_at_a_time(pipeline, embedder):
+    index = pipeline.index
+    vectors = embedder.embed_queries(["semiconductor engineers", "hợp tác bán dẫn với Nhật Bản"])
+    narrow = index.columns.is_in("doc_id", [STS])
+    for rows in (None, np.flatnonzero(narrow), np.arange(len(index.vectors))):
+        together = index.dense_search_many(vectors, 7, rows)
+        alone = [index.dense_search(v, 7, rows) for v in vectors]
+        assert [[cid for cid, _ in run] for run in together] == [[cid for cid, _ in run] for run in alone]
+        assert together[0] != together[1]
+
+
+def test_warm_up_builds_the_lazy_structures_before_the_first_user(pipeline):
+    from rag import entities
+
+    entities._INDEX_CACHE.clear()
+    assert pipeline.warm_up() > 0
+    assert entities._INDEX_CACHE and entities._INDEX_CACHE[0].ids_source is pipeline.index.accented.ids
