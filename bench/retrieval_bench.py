@@ -625,22 +625,33 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def iso_date(number: int) -> str:
+    """YYYYMMDD (MetadataColumns.date) back to an ISO date."""
+    n = int(number)
+    return f"{n // 10000:04d}-{n // 100 % 100:02d}-{n % 100:02d}"
+
+
+def sources_near_2pct(index: Any) -> tuple[list[str], dict[str, float]]:
+    """Outlets (case-folded) holding 1-4% of the rows (all outlets if none do), and every outlet's share."""
+    cols = index.columns
+    counts = np.bincount(cols.codes["source"], minlength=len(cols.vocab["source"]))
+    share = {v: float(counts[code]) / max(len(cols), 1) for v, code in cols.vocab["source"].items()}
+    near = [v for v, sh in share.items() if v and 0.01 <= sh <= 0.04]
+    return near or [v for v in share if v], share
+
+
 def filter_makers(index: Any) -> dict[str, Callable[[int], Any]]:
     """Per filter kind, a function query-number -> Filters (None = unfiltered), with realistic selectivity."""
     from rag.retrieve import Filters
 
     cols = index.columns
-    n = len(cols["date"])
     rng = np.random.default_rng(7)
-    dates = np.sort(cols["date"][cols["date"] != ""])
+    dates = np.sort(cols.date[cols.date > 0])
     windows: list[tuple[str, str]] = []
     for p in rng.uniform(0.0, 0.8, size=64):  # a window holding ~20% of the dated rows
         lo, hi = int(p * len(dates)), min(len(dates) - 1, int((p + 0.2) * len(dates)))
-        windows.append((str(dates[lo]), str(dates[hi])) if len(dates) else ("2000-01-01", "2000-12-31"))
-    values, counts = np.unique(cols["source"], return_counts=True)
-    share = counts / max(n, 1)
-    near_2pct = [str(v) for v, s in zip(values, share, strict=True) if v and 0.01 <= s <= 0.04]
-    sources = near_2pct or [str(v) for v in values if v]
+        windows.append((iso_date(dates[lo]), iso_date(dates[hi])) if len(dates) else ("2000-01-01", "2000-12-31"))
+    sources = sources_near_2pct(index)[0]
     makers: dict[str, Callable[[int], Any]] = {
         "none": lambda i: None,
         "date": lambda i: Filters(
@@ -708,11 +719,7 @@ def chroma_vs_ours(
 
     col = index.collection()
     original_case = {c.source.casefold(): c.source for c in index.chunks.values()}
-    values, counts = np.unique(index.columns["source"], return_counts=True)
-    share = counts / len(index.columns["source"])
-    sources = [str(v) for v, s in zip(values, share, strict=True) if v and 0.01 <= s <= 0.04] or [
-        str(values[0])
-    ]
+    sources, share = sources_near_2pct(index)
     vectors = real.embed_queries(questions)
     out: dict[str, Any] = {}
 
@@ -760,7 +767,7 @@ def chroma_vs_ours(
     t_chroma, r_chroma = measure(chroma_filtered)
     overlap = [len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(r_ours, r_chroma, strict=True)]
     out["source_filter_2pct"] = {
-        "selectivity_mean": round(float(np.mean([share[list(values).index(s)] for s in sources])), 4),
+        "selectivity_mean": round(float(np.mean([share[s] for s in sources])), 4),
         "ours_exact_rows_ms": stats(t_ours),
         "chroma_where_ms": stats(t_chroma),
         "top_k_overlap_mean": round(float(np.mean(overlap)), 3),
@@ -1071,8 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--blas-threads",
         type=int,
-        default=0,
-        help="limit numpy's BLAS threads while measuring (threadpoolctl); 0 = library default",
+        default=1,
+        help="numpy BLAS threads while measuring, as RAG_BLAS_THREADS in the app (default 1; 0 = library default)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     args = parser.parse_args(argv)
@@ -1119,30 +1126,28 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: b for k, (_, b) in builds.items()}, indent=1, ensure_ascii=False))
         return 0
 
-    blas_limit: Any = contextlib.nullcontext()
-    if args.blas_threads:
-        from threadpoolctl import threadpool_limits
+    # The app limits BLAS at its edge (RAG_BLAS_THREADS, default 1); measure the same way.
+    from rag.config import apply_thread_limits
 
-        blas_limit = threadpool_limits(limits=args.blas_threads, user_api="blas")
-        results["blas_threads"] = args.blas_threads
-    with blas_limit:
-        for label, (home, build) in builds.items():
-            synthetic = label != "seed"
-            entry = measure_corpus(
-                label,
-                home,
-                build,
-                RealQueryEmbedder(real) if synthetic else real,
-                real,
-                questions,
-                args.warmup,
-                lexicon,
-                compare_chroma=synthetic and not args.no_chroma_compare,
-            )
-            if synthetic:
-                entry["vectors"] = "document vectors synthetic; query embedding real"
-                entry["real_embedding_estimate"] = estimate_real_embedding(home, real)
-            results["corpora"].append(entry)
+    apply_thread_limits(make_settings(args.home).model_copy(update={"blas_threads": args.blas_threads}))
+    results["blas_threads"] = args.blas_threads
+    for label, (home, build) in builds.items():
+        synthetic = label != "seed"
+        entry = measure_corpus(
+            label,
+            home,
+            build,
+            RealQueryEmbedder(real) if synthetic else real,
+            real,
+            questions,
+            args.warmup,
+            lexicon,
+            compare_chroma=synthetic and not args.no_chroma_compare,
+        )
+        if synthetic:
+            entry["vectors"] = "document vectors synthetic; query embedding real"
+            entry["real_embedding_estimate"] = estimate_real_embedding(home, real)
+        results["corpora"].append(entry)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

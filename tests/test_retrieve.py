@@ -91,15 +91,22 @@ def test_source_filter_ignores_case_and_unknown_values(pipeline):
     assert both.tolist() == [c.source in ("most.gov.vn", "chinhphu.vn") for c in rows]
 
 
-def test_batched_dense_search_equals_one_query_at_a_time(pipeline, embedder):
+def test_filtered_dense_search_is_exact_and_batched_equals_one_at_a_time(pipeline, embedder):
     index = pipeline.index
     vectors = embedder.embed_queries(["semiconductor engineers", "hợp tác bán dẫn với Nhật Bản"])
-    narrow = index.columns.is_in("doc_id", [STS])
-    for rows in (None, np.flatnonzero(narrow), np.arange(len(index.vectors))):
+    narrow = np.flatnonzero(index.columns.is_in("doc_id", [STS]))[:4]  # <= 20% of rows: copies those rows
+    wide = np.flatnonzero(~index.columns.is_in("doc_id", [STS]))  # > 20%: one pass over the matrix
+    assert 0 < len(narrow) <= len(index.vectors) // 5 < len(wide)
+    for rows in (narrow, wide):
         together = index.dense_search_many(vectors, 7, rows)
-        alone = [index.dense_search(v, 7, rows) for v in vectors]
-        assert [[cid for cid, _ in run] for run in together] == [[cid for cid, _ in run] for run in alone]
+        for vector, found in zip(vectors, together, strict=True):
+            sims = index.vectors[rows] @ vector
+            expected = [index.accented.ids[int(rows[i])] for i in np.argsort(-sims, kind="stable")[:7]]
+            assert [cid for cid, _ in found] == expected
+            assert [cid for cid, _ in index.dense_search(vector, 7, rows)] == expected
         assert together[0] != together[1]
+    unfiltered = index.dense_search_many(vectors, 7)
+    assert [run[:3] for run in unfiltered] == [index.dense_search(v, 7)[:3] for v in vectors]
 
 
 def test_warm_up_builds_the_lazy_structures_before_the_first_user(pipeline):
