@@ -108,7 +108,9 @@ def test_pipeline_answers_with_citations_over_the_server(synced, server_settings
     from rag.index import Index
     from rag.lexicon import default_lexicon
 
-    pipeline = Pipeline(server_settings, loaded_embedder, Index.open(server_settings), default_lexicon())
+    # exact_search_max_rows=0: unfiltered dense search goes to the server's HNSW index, not the local matrix.
+    settings = server_settings.model_copy(update={"exact_search_max_rows": 0})
+    pipeline = Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon())
     answer = pipeline.ask(QUESTION_VI)
     assert not answer.refused
     assert "5.000" in answer.text

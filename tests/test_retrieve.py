@@ -106,7 +106,23 @@ def test_filtered_dense_search_is_exact_and_batched_equals_one_at_a_time(pipelin
             assert [cid for cid, _ in index.dense_search(vector, 7, rows)] == expected
         assert together[0] != together[1]
     unfiltered = index.dense_search_many(vectors, 7)
-    assert [run[:3] for run in unfiltered] == [index.dense_search(v, 7)[:3] for v in vectors]
+    for vector, found in zip(vectors, unfiltered, strict=True):
+        expected = [index.accented.ids[int(i)] for i in np.argsort(-(index.vectors @ vector), kind="stable")[:7]]
+        assert [cid for cid, _ in found] == expected
+
+
+def test_large_collections_search_unfiltered_through_chromas_hnsw(pipeline, embedder):
+    from rag.index import Index
+
+    index = pipeline.index
+    hnsw_index = Index.open(index.settings.model_copy(update={"exact_search_max_rows": 10}))
+    assert len(hnsw_index.chunks) > 10
+    vector = embedder.embed_queries(["semiconductor engineers in Japan"])[0]
+    exact = index.dense_search(vector, 5)
+    through_chroma = hnsw_index.dense_search(vector, 5)
+    # HNSW over 26 vectors is exact; similarities agree up to float rounding.
+    assert [cid for cid, _ in through_chroma] == [cid for cid, _ in exact]
+    assert np.allclose([s for _, s in through_chroma], [s for _, s in exact], atol=1e-4)
 
 
 def test_warm_up_builds_the_lazy_structures_before_the_first_user(pipeline):
