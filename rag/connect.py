@@ -425,7 +425,11 @@ def build_connection_answer(
     pool = {cid: c for cid, c in index.chunks.items() if allowed is None or cid in allowed}
     runs = {
         "hybrid": [h.chunk.chunk_id for h in result.hits],
-        "entities": entity_ranking(wanted, pool, chunk_ents)[: max(2 * k, 20)],
+        # Same row order as retrieve's entity run, so both share one cached entity index.
+        "entities": entity_ranking(
+            wanted, index.chunks, chunk_ents, limit=max(2 * k, 20), ids=index.accented.ids,
+            mask=None if filters is None or filters.is_empty() else filters.row_mask(index.columns),
+        ),
         "contacts": _contacts_run({c: chunk_ents[c] for c in pool if c in chunk_ents}, pool, gz)[: max(2 * k, 20)],
     }
     fused = weighted_rrf(runs, k=getattr(pipeline.settings, "rrf_k", 60), weights=RUN_WEIGHTS)[:k]

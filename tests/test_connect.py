@@ -274,3 +274,14 @@ def test_connections_tab_over_http(pipeline):
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     assert buf.getvalue().startswith(b"\x89PNG")
+
+
+def test_connect_and_retrieve_share_one_entity_index(pipeline):
+    # Rebuilding the entity index costs ~330 ms at 100k chunks; both runs must hit the same cache entry.
+    from rag import entities
+
+    pipeline.retrieve("Tổng Lãnh sự quán Việt Nam tại Osaka")
+    shared = entities._INDEX_CACHE[0]
+    build_connection_answer(pipeline, PHU_THO_VI)
+    build_connection_answer(pipeline, OSAKA_EN, filters=Filters(date_from="2023"))
+    assert entities._INDEX_CACHE[0] is shared
