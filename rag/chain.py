@@ -185,7 +185,7 @@ class Pipeline:
     # ------------------------------------------------------------------ public API
     def warm_up(self) -> float:
         """Run one Vietnamese and one English retrieval so the first user does not pay for lazy loading
-        (Chroma's HNSW segment, the entity index, torch's first pass: ~2 s at 100k chunks). Returns seconds."""
+        (the entity index, torch's first pass; ~350 ms at 100k chunks). Returns seconds."""
         t = time.perf_counter()
         if self.index.chunks:
             for question in ("Hợp tác khoa học công nghệ Việt Nam – Nhật Bản tại Tokyo",

@@ -296,14 +296,6 @@ def _default_question(province: str, sector_id: str, lang: str) -> str:
     return f"Doanh nghiệp{where} muốn hợp tác{what} với Nhật Bản thì liên hệ ai, bắt đầu từ đâu?"
 
 
-def _allowed_ids(index: Any, filters: Filters | None) -> set[str] | None:
-    if filters is None or filters.is_empty() or not getattr(index, "columns", None):
-        return None
-    mask = filters.row_mask(index.columns)
-    ids = index.accented.ids
-    return {ids[int(i)] for i in np.flatnonzero(mask)}
-
-
 def _contacts_run(chunk_entities: Mapping[str, Entities], chunks: Mapping[str, Chunk], gz: Gazetteer) -> list[str]:
     """Chunks tying contact-point organisations to Japan, best first (a weak prior run)."""
     scored = []
@@ -421,14 +413,16 @@ def build_connection_answer(
     result = pipeline.retrieve(query, k=max(2 * k, 20), filters=filters)
     retrieve_ms = (time.perf_counter() - t) * 1000
     chunk_ents = chunk_entities_of(index)
-    allowed = _allowed_ids(index, filters)
-    pool = {cid: c for cid, c in index.chunks.items() if allowed is None or cid in allowed}
+    mask = filters.row_mask(index.columns) if filters is not None else None
+    if mask is None:
+        pool = index.chunks
+    else:
+        pool = {cid: index.chunks[cid] for cid in (index.accented.ids[int(i)] for i in np.flatnonzero(mask))}
     runs = {
         "hybrid": [h.chunk.chunk_id for h in result.hits],
-        # Same row order as retrieve's entity run, so both share one cached entity index.
+        # Same row order and mask as retrieve's entity run, so both share one cached entity index.
         "entities": entity_ranking(
-            wanted, index.chunks, chunk_ents, limit=max(2 * k, 20), ids=index.accented.ids,
-            mask=None if filters is None or filters.is_empty() else filters.row_mask(index.columns),
+            wanted, index.chunks, chunk_ents, limit=max(2 * k, 20), ids=index.accented.ids, mask=mask
         ),
         "contacts": _contacts_run({c: chunk_ents[c] for c in pool if c in chunk_ents}, pool, gz)[: max(2 * k, 20)],
     }

@@ -319,18 +319,17 @@ class Index:
     ) -> list[list[tuple[str, float]]]:
         """Top-k (chunk id, cosine similarity) for each row of `vectors`.
 
-        Exact dot products over the in-memory matrix (rows aligned with the chunk store): filtered
-        queries score only the allowed `rows` (Chroma's `where` costs ~35 ms at 100k vectors and 2%
-        selectivity, this well under 1 ms), unfiltered ones the whole matrix (~5 ms at 100k on one
-        core, recall 100%). Above `settings.exact_search_max_rows` chunks, or when the matrix is not
-        in memory, unfiltered queries go to Chroma's HNSW index instead (all vectors in one request).
+        Exact dot products over the in-memory matrix (rows aligned with the chunk store; `open` and
+        `sync` always load it): filtered queries score only the allowed `rows` (Chroma's `where` costs
+        ~35 ms at 100k vectors and 2% selectivity, this well under 1 ms), unfiltered ones the whole
+        matrix (~5 ms at 100k on one core, recall 100%). Above `settings.exact_search_max_rows` chunks,
+        unfiltered queries go to Chroma's HNSW index instead (all vectors in one request).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
         n = len(self.accented.ids)  # equals Chroma's count (sync's sweep keeps them equal); count() costs ~6 ms
-        in_memory = len(self.vectors) == n
-        if rows is None and (not in_memory or n > self.settings.exact_search_max_rows):
-            if n == 0:
-                return [[] for _ in vectors]
+        if n == 0 or (rows is not None and len(rows) == 0):
+            return [[] for _ in vectors]
+        if rows is None and n > self.settings.exact_search_max_rows:
             res = self.collection().query(
                 query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
             )
@@ -338,30 +337,25 @@ class Index:
                 [(cid, 1.0 - float(d)) for cid, d in zip(ids, dists, strict=True)]
                 for ids, dists in zip(res["ids"], res["distances"], strict=True)
             ]
-        if n == 0 or (rows is not None and len(rows) == 0) or len(self.vectors) == 0:
-            return [[] for _ in vectors]
         ids = self.accented.ids
         allowed = n if rows is None else len(rows)
+        # A wide filter is one pass over the whole matrix and a mask: cheaper than copying most rows.
         wide = rows is None or len(rows) > n // 5
+        subset = None if wide else self.vectors[rows]
         excluded = None
         if rows is not None and wide:
-            # One pass over the whole matrix and a mask beat copying most of its rows.
             excluded = np.ones(n, dtype=bool)
             excluded[rows] = False
-        elif not wide:
-            subset = self.vectors[rows]
         results = []
         # One matrix-vector product per query vector: BLAS's matrix-matrix path for 2 columns is
         # ~4x slower than two matrix-vector products at 100k rows.
         for vector in vectors:
-            if wide:
-                sims = self.vectors @ vector
+            if subset is None:
+                sims, positions = self.vectors @ vector, None
                 if excluded is not None:
                     sims[excluded] = -np.inf
-                positions = None
             else:
-                sims = subset @ vector
-                positions = rows
+                sims, positions = subset @ vector, rows
             count = min(k, allowed)
             top = np.argpartition(-sims, count - 1)[:count] if len(sims) > count else np.arange(len(sims))
             top = top[np.argsort(-sims[top], kind="stable")]

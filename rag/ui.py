@@ -122,7 +122,10 @@ def build_filters(
     for value in (date_from, date_to):
         if value and not _ISO_DATE.match(value):
             raise ValueError(f"Ngày phải có dạng YYYY-MM-DD / Dates must look like YYYY-MM-DD: {value!r}")
-    filters = Filters(date_from=date_from, date_to=date_to, sources=tuple(sources or ()), doc_ids=tuple(docs or ()))
+    try:
+        filters = Filters(date_from=date_from, date_to=date_to, sources=tuple(sources or ()), doc_ids=tuple(docs or ()))
+    except RagError as exc:  # e.g. month 13: the widget's shape check passes, Filters' calendar check does not
+        raise ValueError(f"{exc.vi} / {exc.en}") from exc
     return None if filters.is_empty() else filters
 
 

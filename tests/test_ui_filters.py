@@ -12,6 +12,8 @@ def test_widget_values_become_filters():
     assert build_filters(None, [], "", "") is None
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         build_filters(None, None, "01/10/2023", "")
+    with pytest.raises(ValueError, match="2023-13-01"):
+        build_filters(None, None, "", "2023-13-01")
 
 
 def test_filtered_chat_answer_uses_only_the_chosen_outlet(pipeline):
