@@ -1,9 +1,7 @@
-"""Command functions for `rag eval` and `rag feedback export` (typer-annotated, registered by rag/cli.py).
+"""Command functions for `rag eval` and `rag feedback export` (typer-annotated).
 
-    app.command("eval")(eval_command)
-    feedback_app = typer.Typer(help="Thumbs up / down collected in the chat.")
-    feedback_app.command("export")(feedback_export_command)
-    app.add_typer(feedback_app, name="feedback")
+They reach the `rag` command as entry points of the group `rag.commands` (pyproject.toml), so rag.cli
+never imports eval.
 """
 
 from __future__ import annotations
@@ -19,9 +17,9 @@ DEFAULT_DATASET = Path("eval/datasets/gold.jsonl")
 
 
 def _settings(home: Path | None):
-    from rag.cli import make_settings  # imported late: rag.cli imports this module
+    from rag.config import load_settings
 
-    return make_settings(home)
+    return load_settings(home)
 
 
 def _judge(settings: Any, url: str, model: str) -> Any:

@@ -455,7 +455,7 @@ def evaluate_question(
     pipeline: Any, cfg: EvalConfig, item: GoldItem, history: list[Any], judge: ChatModel | None = None
 ) -> dict[str, Any]:
     """One results.jsonl line: the `rag ask --json` object + config, gold, metrics, latency_ms."""
-    from rag.cli import answer_json
+    from rag.schema import answer_json
 
     error = ""
     try:

@@ -96,6 +96,8 @@ class Pipeline:
         lexicon: Lexicon | None,
         llm: ChatModel | None = None,
         prompts_dir: Path = PROMPTS_DIR,
+        *,
+        reranker: Any = "load",
     ) -> None:
         self.settings = settings
         self.loaded = loaded
@@ -103,7 +105,8 @@ class Pipeline:
         self.index = index
         self.lexicon = lexicon
         self.prompts_dir = prompts_dir
-        self.reranker = load_reranker(settings)
+        # An index swap (rag.service) builds a new Pipeline around the parts already loaded, reranker included.
+        self.reranker = load_reranker(settings) if reranker == "load" else reranker
         self.retriever = HybridRetriever(index, self.embedder, settings, lexicon, reranker=self.reranker)
         self.extractive = ExtractiveAnswerer(index, self.embedder, lexicon, min_evidence=settings.min_evidence)
         self.llm = llm
@@ -282,8 +285,4 @@ class Pipeline:
 
 def summarize(report: IngestReport) -> str:
     """One line for logs and the CLI."""
-    return (
-        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks_embedded} chunks embedded, {report.total_chunks} chunks in the index"
-    )
+    return report.summary()

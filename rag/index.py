@@ -58,6 +58,14 @@ class IngestReport:
     total_chunks: int = 0
     reembedded_for_model: bool = False
 
+    def summary(self) -> str:
+        """One line for logs, the CLI and the admin tab."""
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped; "
+            f"{self.chunks_embedded} chunks embedded, {self.total_chunks} chunks in the index"
+        )
+
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -438,6 +446,7 @@ class Index:
                 "source": doc.source,
                 "language": doc.language,
                 "chunk_ids": [c.chunk_id for c in chunks],
+                "added_at": _now_iso(),
             }
             to_embed.extend(chunks)
 
@@ -465,6 +474,22 @@ class Index:
         docs_now = {k: v for k, v in known.items() if k not in gone}
         docs_now.update(new_docs)
         self._sweep(chunks_now, embedder, progress)
+        self._write(chunks_now, docs_now, embedder)
+        report.total_chunks = len(self.chunks)
+        return report
+
+    def remove_documents(self, doc_ids: list[str], embedder: Embedder) -> IngestReport:
+        """Drop documents by id (whatever their files), from Chroma first, then the chunk store and BM25."""
+        report = IngestReport()
+        known: dict[str, dict[str, Any]] = self.manifest["docs"]
+        gone = {d for d in doc_ids if d in known}
+        col = self.collection()
+        for doc_id in sorted(gone):
+            col.delete(where={"doc_id": doc_id})
+        report.removed = sorted(gone)
+        chunks_now = {cid: c for cid, c in self.chunks.items() if c.doc_id not in gone}
+        docs_now = {k: v for k, v in known.items() if k not in gone}
+        self._sweep(chunks_now, embedder, None)
         self._write(chunks_now, docs_now, embedder)
         report.total_chunks = len(self.chunks)
         return report
@@ -603,6 +628,12 @@ class Index:
                     d = json.loads(line)
                     cache[d["chunk_id"]] = (d["key"], d["tokens"].split())
         return cache
+
+
+def _now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _embedding_text(chunk: Chunk) -> str:

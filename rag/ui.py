@@ -1,6 +1,9 @@
-"""Gradio UI only: renders what the Pipeline returns; no retrieval or answering logic lives here.
+"""Gradio UI only: renders what the service returns; no retrieval or answering logic lives here.
 
-Gradio is imported in this module alone, so the CLI and tests that do not need it stay fast.
+Gradio is imported in the rag.ui* modules alone, so the CLI and tests that do not need it stay fast. The
+page is built before the models finish loading: choices that need the index are filled in when a page
+loads, and a "warming up" line shows until the service is ready. Tabs from other packages (the
+Evaluation tab from eval/) are entry points of the group `rag.ui_tabs`, so this module never imports them.
 """
 
 from __future__ import annotations
@@ -8,18 +11,20 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from eval.ui_tab import build_eval_tab, feedback_handler
-from rag.chain import Pipeline, Turn
-from rag.cli import answer_json
 from rag.config import Settings
 from rag.errors import RagError
 from rag.retrieve import Filters
+from rag.schema import answer_json
+from rag.service import WARMING_UP, Service
 from rag.text import detect_language
 from rag.types import Answer
+from rag.ui_admin import build_admin_tab
 from rag.ui_connect import build_connections_tab
+from rag.ui_feedback import feedback_handler
 
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "eval" / "datasets"
 
@@ -66,18 +71,19 @@ def _ui_lang(question: str) -> str:
 class ChatHandler:
     """Turns a chat message into an assistant reply; errors become one sentence, never a traceback."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+    def __init__(self, service: Service) -> None:
+        self.service = service
 
     def reply_stream(
         self, message: str, history: list[dict[str, Any]], filters: Filters | None = None
     ) -> Iterator[str]:
         """Successive versions of the assistant message: streamed LLM text, then the final rendering."""
         lang = _ui_lang(message or "")
-        model = self.pipeline.llm.name if self.pipeline.llm is not None else ""
         partial = ""
         try:
-            for event in self.pipeline.stream(message or "", history=_turns(history), filters=filters):
+            if not self.service.ready and (message or "").strip():
+                yield WARMING_UP[lang]  # the stream below waits for start-up to finish
+            for event in self.service.stream(message or "", history=_turns(history), filters=filters):
                 if event.kind == "token":
                     partial += event.text
                     yield partial + " ▌"
@@ -85,7 +91,7 @@ class ChatHandler:
                     partial = ""
                     yield "…"
                 elif event.answer is not None:
-                    yield render_answer(event.answer, model)
+                    yield render_answer(event.answer, self.service.llm_name)
         except RagError as exc:
             if not (message or "").strip():
                 yield f"{exc.message('vi')} / {exc.message('en')}"
@@ -105,7 +111,7 @@ class ChatHandler:
     def ask_api(self, question: str) -> dict:
         """The JSON answer of `rag ask --json`, for API clients; errors come back as {"error": sentence}."""
         try:
-            answer = self.pipeline.ask(question)
+            answer = self.service.ask(question)
         except RagError as exc:
             return {"question": question, "error": exc.message(_ui_lang(question))}
         return answer_json(answer)
@@ -129,16 +135,9 @@ def build_filters(
     return None if filters.is_empty() else filters
 
 
-def _choices(pipeline: Pipeline, field: str) -> list[str]:
-    return sorted({getattr(c, field) for c in pipeline.index.chunks.values() if getattr(c, field)})
+def _turns(history: list[dict[str, Any]]) -> list[Any]:
+    from rag.chain import Turn
 
-
-def _doc_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
-    titles = {c.doc_id: c.title for c in pipeline.index.chunks.values()}
-    return sorted(((f"{t[:60]} ({d})", d) for d, t in titles.items()), key=lambda x: x[0])
-
-
-def _turns(history: list[dict[str, Any]]) -> list[Turn]:
     turns: list[Turn] = []
     pending = None
     for m in history or []:
@@ -154,29 +153,48 @@ def _turns(history: list[dict[str, Any]]) -> list[Turn]:
     return turns
 
 
-def build_ui(pipeline: Pipeline):
-    """The Gradio Blocks app for a loaded pipeline."""
-    import gradio as gr
-
-    handler = ChatHandler(pipeline)
-    notices = [f"⚠️ {en}<br>⚠️ {vi}" for en, vi in pipeline.notices]
-    if pipeline.llm is None:
-        notices.append(
+def mode_notices(service: Service) -> str:
+    """The notice lines under the title: fallback embedder, offline/LLM mode, warming up."""
+    lines = [f"⚠️ {en}<br>⚠️ {vi}" for en, vi in service.notices]
+    if not service.settings.llm_base_url.strip():
+        lines.append(
             "ℹ️ Câu trả lời trích nguyên văn từ tài liệu (chế độ offline, không dùng LLM). / "
             "Answers quote the documents verbatim (offline extractive mode, no LLM)."
         )
     else:
-        notices.append(
-            f"ℹ️ Câu trả lời do LLM `{pipeline.llm.name}` viết, dựa trên tài liệu; nếu LLM lỗi sẽ trích nguyên văn. / "
-            f"Answers are written by the LLM `{pipeline.llm.name}` from the documents, with quoted fallback."
+        name = service.settings.llm_model or "LLM"
+        lines.append(
+            f"ℹ️ Câu trả lời do LLM `{name}` viết, dựa trên tài liệu; nếu LLM lỗi sẽ trích nguyên văn. / "
+            f"Answers are written by the LLM `{name}` from the documents, with quoted fallback."
         )
+    if not service.ready:
+        lines.append(f"⏳ {WARMING_UP['vi']} / {WARMING_UP['en']}")
+    return "\n\n".join(lines)
+
+
+def _extra_tabs(service: Service) -> None:
+    """Tabs other packages register under `rag.ui_tabs` (e.g. eval's Evaluation tab)."""
+    for ep in entry_points(group="rag.ui_tabs"):
+        try:
+            build = ep.load()
+        except Exception as exc:  # an optional tab must not take the app down
+            log.warning("UI tab %s unavailable: %s", ep.name, exc)
+            continue
+        build(lambda: service.pipeline, DATASETS_DIR)
+
+
+def build_ui(service: Service):
+    """The Gradio Blocks app over a service (started or still warming up)."""
+    import gradio as gr
+
+    handler = ChatHandler(service)
     with gr.Blocks(title="Hỏi đáp Hợp tác Việt Nam – Nhật Bản") as demo:
         gr.Markdown(
             "## Trợ lý hỏi đáp hợp tác Việt Nam – Nhật Bản · Vietnam–Japan cooperation assistant\n"
             "Hỏi bằng tiếng Việt (có hoặc không dấu) hoặc tiếng Anh; mỗi câu trả lời đều kèm nguồn. "
             "Ask in Vietnamese or English; every answer cites its sources."
         )
-        gr.Markdown("\n\n".join(notices), elem_id="notices")
+        notices = gr.Markdown(mode_notices(service), elem_id="notices")
         with gr.Tab("Hỏi đáp / Q&A", id="chat-tab"):
             chatbot = gr.Chatbot(label="Hội thoại / Conversation", height=520, elem_id="chat")
             with gr.Row():
@@ -187,19 +205,19 @@ def build_ui(pipeline: Pipeline):
             gr.Examples(EXAMPLES, inputs=box, label="Ví dụ / Examples")
             with gr.Accordion("Bộ lọc / Filters", open=False):
                 with gr.Row():
-                    f_source = gr.Dropdown(_choices(pipeline, "source"), multiselect=True,
-                                           label="Nguồn / Outlet", elem_id="filter-source")
-                    f_doc = gr.Dropdown(_doc_choices(pipeline), multiselect=True, label="Tài liệu / Document")
+                    f_source = gr.Dropdown([], multiselect=True, label="Nguồn / Outlet", elem_id="filter-source")
+                    f_doc = gr.Dropdown([], multiselect=True, label="Tài liệu / Document")
                     f_from = gr.Textbox(label="Từ ngày / From (YYYY-MM-DD)", elem_id="filter-from")
                     f_to = gr.Textbox(label="Đến ngày / To (YYYY-MM-DD)", elem_id="filter-to")
                 filter_note = gr.Markdown()
             clear = gr.Button("Xóa hội thoại / Clear", size="sm")
             # Filters live in per-session state, so the /chat API keeps its (message, history) signature.
             filter_state = gr.State(None)
-            chatbot.like(feedback_handler(pipeline, pipeline.settings), inputs=chatbot, outputs=None,
+            chatbot.like(feedback_handler(service, service.settings), inputs=chatbot, outputs=None,
                          api_visibility="private")
-        build_connections_tab(pipeline)
-        build_eval_tab(pipeline, DATASETS_DIR)
+        connections = build_connections_tab(service)
+        build_admin_tab(service)
+        _extra_tabs(service)
 
         def set_filters(sources: list[str] | None, docs: list[str] | None, date_from: str, date_to: str):
             try:
@@ -220,6 +238,17 @@ def build_ui(pipeline: Pipeline):
                 shown[-1] = {"role": "assistant", "content": version}
                 yield "", shown
 
+        def on_load():
+            # Waits for start-up, so the page itself is served at once and fills in when the models are in.
+            service.wait_ready(timeout=600)
+            try:
+                sources, docs = service.filter_choices()
+            except RagError:
+                sources, docs = [], []
+            return (mode_notices(service), gr.update(choices=sources), gr.update(choices=docs),
+                    *connections["load"]())
+
+        demo.load(on_load, None, [notices, f_source, f_doc, *connections["load_outputs"]], api_visibility="private")
         box.submit(respond, [box, chatbot, filter_state], [box, chatbot], api_name="chat")
         send.click(respond, [box, chatbot, filter_state], [box, chatbot], api_visibility="private")
         clear.click(lambda: [], None, chatbot, api_visibility="private")
@@ -228,10 +257,7 @@ def build_ui(pipeline: Pipeline):
 
 
 def launch(settings: Settings, **kwargs: Any) -> None:
-    """Build the index if needed, then serve the app on settings.host:settings.port."""
-    pipeline = Pipeline.from_settings(settings, sync_corpus=True)
-    pipeline.warm_up()
-    demo = build_ui(pipeline)
-    demo.queue(default_concurrency_limit=2).launch(
-        server_name=settings.host, server_port=settings.port, show_error=False, **kwargs
-    )
+    """Serve the app (UI + HTTP API) on settings.host:settings.port; see rag.server."""
+    from rag.server import serve
+
+    serve(settings, **kwargs)

@@ -26,11 +26,11 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def app_url(pipeline):
+def app_url(service):
     """The app of `rag.ui.build_ui` served on a free loopback port for the whole module."""
     from rag.ui import build_ui
 
-    demo = build_ui(pipeline)
+    demo = build_ui(service)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
