@@ -354,8 +354,8 @@ def create_api(service: Service) -> FastAPI:
                                               "last chunk before [DONE] carries citations, refused and notice."}})
     async def chat(body: ChatRequest, request: Request) -> Any:
         """Answer the last user message (earlier turns are the conversation) with `[n]` citations."""
-        last = body.messages[-1].text() if body.messages else ""
-        lang = admit_question(request, last)
+        last_user = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
+        lang = admit_question(request, last_user)
         question, history = split_messages(body.messages)
         question = validate_question(question)
         filters = body.filters.to_filters() if body.filters else None
