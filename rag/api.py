@@ -47,7 +47,7 @@ from rag.schema import (
     hit_out,
 )
 from rag.service import WARMING_UP, Service, report_out, validate_question
-from rag.text import detect_language
+from rag.text import detect_language, nfc
 
 if TYPE_CHECKING:
     from rag.chain import Turn
@@ -88,9 +88,10 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
+        """The message's text, NFC-normalised (parts of a list joined by spaces; images etc. dropped)."""
         if isinstance(self.content, list):
-            return " ".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
-        return self.content or ""
+            return nfc(" ".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text"))
+        return nfc(self.content or "")
 
 
 class ChatRequest(BaseModel):

@@ -42,8 +42,9 @@ def app_of(service):
 
 @pytest.fixture(scope="module")
 def open_url(service):
-    """The app with no keys and no admin token (the out-of-the-box configuration)."""
-    with uvicorn_in_thread(app_of(service)) as url:
+    """The app with no keys and no admin token (the out-of-the-box configuration, except that the per-client
+    rate limit is raised: every request of this module comes from 127.0.0.1)."""
+    with uvicorn_in_thread(app_of(service_with(service, api_rate_limit=10_000))) as url:
         yield url
 
 
@@ -150,6 +151,21 @@ def test_earlier_turns_are_the_conversation(open_url, service):
     assert got == [c.chunk.chunk_id for c in with_history.citations]
     assert (with_history.text, [h.chunk.chunk_id for h in with_history.hits]) != (
         without.text, [h.chunk.chunk_id for h in without.hits])  # the history really changes the answer
+
+
+def test_decomposed_and_toneless_vietnamese_work(open_url):
+    import unicodedata
+
+    client = oai(open_url)
+
+    def ask(text):
+        return client.chat.completions.create(model="vj-rag", messages=[{"role": "user", "content": text}])
+
+    composed = ask(QUESTION_VI)
+    decomposed = ask(unicodedata.normalize("NFD", QUESTION_VI))
+    assert decomposed.choices[0].message.content == composed.choices[0].message.content
+    toneless = ask("EMB-AI la gi va duoc ra mat khi nao?")
+    assert toneless.model_extra["refused"] is False and "EMB-AI" in toneless.choices[0].message.content
 
 
 def test_unanswerable_question_is_refused_without_citations(open_url):
