@@ -346,7 +346,8 @@ def test_keys_and_tokens_never_reach_the_logs(secured_url, caplog):
 
 @pytest.fixture
 def admin(writable_service):
-    writable_service.settings = writable_service.settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
+    writable_service.settings = writable_service.settings.model_copy(
+        update={"admin_token": SecretStr(ADMIN_TOKEN), "write_lock_wait": 0.3})
     with uvicorn_in_thread(app_of(writable_service)) as url:
         yield httpx.Client(base_url=url, headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=120), url
 
@@ -420,6 +421,48 @@ def test_upload_over_the_size_limit_is_refused(admin, writable_service):
     limit = int(writable_service.settings.max_upload_mb * 1024 * 1024)
     r = client.post("/v1/documents", files=[("files", ("big.txt", b"a " * (limit // 2 + 10)))])
     assert r.status_code == 400 and "larger than" in r.json()["error"]["message"]
+
+
+def test_a_second_writer_gets_409_and_nothing_changes(admin, writable_service):
+    from rag.lock import writer_lock
+
+    client, _url = admin
+    before = client.get("/v1/documents").json()
+    with writer_lock(writable_service.settings.home, 0):  # as if `rag ingest` were running
+        r = client.post("/v1/documents", files=[("files", ("quantum.md", NEW_DOC.encode()))])
+    assert r.status_code == 409 and r.json()["error"]["code"] == "index_busy", r.text
+    assert int(r.headers["retry-after"]) >= 1 and "Nothing was changed" in r.json()["error"]["message"]
+    assert client.get("/v1/documents").json() == before
+    r = client.post("/v1/documents", files=[("files", ("quantum.md", NEW_DOC.encode()))])
+    assert r.status_code == 200 and len(r.json()["added"]) == 1  # free again: the same upload goes through
+
+
+def test_while_models_load_questions_get_503_with_retry_after(pipeline):
+    import threading
+
+    from rag.service import Service
+
+    release = threading.Event()
+
+    def slow_factory(_settings):
+        release.wait(60)
+        return pipeline
+
+    svc = Service(pipeline.settings, pipeline_factory=slow_factory)
+    svc.start(background=True)
+    try:
+        with uvicorn_in_thread(app_of(svc)) as url:
+            assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "warming_up"
+            with pytest.raises(openai.APIStatusError) as err:
+                oai(url).chat.completions.create(model="vj-rag", messages=[{"role": "user", "content": QUESTION_EN}])
+            assert err.value.status_code == 503 and err.value.response.headers["retry-after"] == "5"
+            assert err.value.body["message"].startswith("The assistant is warming up")
+            release.set()
+            assert svc.wait_ready(60)
+            resp = oai(url).chat.completions.create(model="vj-rag", messages=[{"role": "user", "content": QUESTION_EN}])
+            assert resp.choices[0].message.content
+    finally:
+        release.set()
 
 
 # ---------------------------------------------------------------------------------------- load limits
