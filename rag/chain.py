@@ -122,10 +122,13 @@ class Pipeline:
         *,
         sync_corpus: bool = False,
         progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+        loaded: LoadedEmbedder | None = None,
+        allow_empty: bool = False,
     ) -> Pipeline:
-        """Load the embedder and open the index; with `sync_corpus`, (re)build it from RAG_CORPUS_DIR first."""
-        loaded = load_embedder(settings)
-        index = Index.open(settings, must_exist=not sync_corpus)
+        """Load the embedder (unless given) and open the index; with `sync_corpus`, (re)build it from
+        RAG_CORPUS_DIR first."""
+        loaded = loaded or load_embedder(settings)
+        index = Index.open(settings, must_exist=not (sync_corpus or allow_empty))
         if sync_corpus:
             report = index.sync([Path(settings.corpus_dir)], loaded.embedder, progress=progress)
             log.info("Index in sync: %s", summarize(report))

@@ -102,7 +102,7 @@ def test_two_ingests_at_once_never_lose_documents(tmp_path):
         time.sleep(0.05)
     second = _cli("ingest", str(tmp_path / "second"), home=home, corpus=tmp_path / "second", cwd=tmp_path)
     out2, err2 = second.communicate(timeout=120)
-    out1, err1 = first.communicate(timeout=300)
+    _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1
     assert second.returncode == 1, (out2, err2)
     assert "Another process is updating this index" in err2 and "Traceback" not in err2
