@@ -28,7 +28,7 @@ from rag.lexicon import Lexicon, default_lexicon
 from rag.llm import ChatModel, OpenAICompatibleClient
 from rag.rerank import load_reranker
 from rag.retrieve import Filters, HybridRetriever, RetrievalResult
-from rag.text import answer_language, detect_language
+from rag.text import answer_language, detect_language, nfc, strip_diacritics
 from rag.types import Answer
 
 log = logging.getLogger(__name__)
@@ -42,26 +42,58 @@ class Turn:
     answer: str
 
 
-_FOLLOW_UP_START = re.compile(
-    r"^(còn|con|thế còn|the con|vậy|vay|thế|the|và|va|and|what about|how about|and what|also|còn về|con ve)\b",
-    re.IGNORECASE,
+# Follow-up cues, matched on the question without tones, lower case. A follow-up is joined to the
+# question it follows, so the topic carries over to retrieval.
+_FOLLOW_UP_START = {
+    "en": re.compile(r"^(and|what about|how about|and what|also)\b"),
+    "vi": re.compile(r"^(con|the con|vay|the|va|con ve)\b"),  # còn, thế còn, vậy, thế, và, còn về
+}
+_FOLLOW_UP_EN = re.compile(r"\b(they|them|their|there|it|its|that|this|those|these|he|him|his|she|her)\b")
+_PERSONAL_EN = re.compile(r"\b(he|him|his|she|her)\b")  # a person from the previous turn, even in longer questions
+# Vietnamese anaphora: "nó", "ông ấy", "bà ấy", "họ", "chương trình này", "ở đó", "thì sao"…
+_VI_NOUNS = (r"chuong trinh|to chuc|co quan|du an|su kien|hiep dinh|thoa thuan|nghi quyet|ung dung|mang luoi|"
+             r"dien dan|trung tam|van phong|quy|hoi nghi|doanh nghiep|cong ty|tinh|thanh pho|noi|nuoc|nguoi|"
+             r"dai dien|dip|co so|ong|ba|vi|viec|dieu")
+_FOLLOW_UP_VI = re.compile(
+    rf"\b(thi sao|o do|noi do|luc do|khi do|(?:{_VI_NOUNS}) (?:nay|do|ay|tren)|"
+    r"(?:ong|ba|anh|chi|co) (?:ay|ta)|ho|no)\b"
 )
-_FOLLOW_UP_ANYWHERE = re.compile(
-    r"\b(thì sao|thi sao|ở đó|o do|nơi đó|noi do|họ|ho|ông ấy|ong ay|bà ấy|tổ chức này|cơ quan này|"
-    r"they|them|there|it|its|that|this|those|these|he|she)\b",
-    re.IGNORECASE,
-)
+# With tones the cues are unambiguous: 'họ', 'nó', and 'đó' / 'này' / 'ấy' pointing back ('dịp đó',
+# 'các đại diện đó'); without them 'ho', 'no', 'nay', 'do' are also 'hồ', 'nợ', 'nay' (now), 'do' (by).
+_ACCENTED_CUES_VI = re.compile(r"(?<!\w)(họ|nó|đó|này|ấy)(?!\w)", re.IGNORECASE)
+_MAX_FOLLOW_UP_WORDS = {"en": 10, "vi": 16, "vi_nodiac": 16}  # Vietnamese writes one syllable per word
+
+
+def is_follow_up(question: str) -> bool:
+    """Does a question lean on the previous turn ("Còn ở Osaka thì sao?", "Nó ra mắt khi nào?",
+    "chuong trinh nay do ai tai tro", "What about its budget?")? Short questions only."""
+    lang = detect_language(question)
+    folded = " ".join(re.findall(r"\w+", strip_diacritics(nfc(question)).lower()))
+    n_words = len(question.split())
+    if lang == "en":
+        if n_words <= _MAX_FOLLOW_UP_WORDS["en"] and (
+            _FOLLOW_UP_START["en"].search(folded) or _FOLLOW_UP_EN.search(folded)
+        ):
+            return True
+        return n_words <= _MAX_FOLLOW_UP_WORDS["vi"] and bool(_PERSONAL_EN.search(folded))
+    if n_words > _MAX_FOLLOW_UP_WORDS[lang]:
+        return False
+    if _FOLLOW_UP_START["vi"].search(folded):
+        return True
+    if lang == "vi" and _ACCENTED_CUES_VI.search(question):
+        return True
+    match = _FOLLOW_UP_VI.search(re.sub(r"\bho chi minh\b", "", folded))
+    return match is not None and not (lang == "vi" and match.group(1) in ("ho", "no"))
 
 
 def condense_offline(question: str, history: list[Turn]) -> str:
-    """A standalone question for retrieval without an LLM: a short follow-up ("Còn ở Osaka thì sao?")
-    is joined to the previous question so the topic carries over; other questions pass unchanged."""
-    if not history:
+    """A standalone question for retrieval without an LLM: a follow-up ("Còn ở Osaka thì sao?",
+    "Ông ấy là ai?", "What about its budget?") is joined to the question it follows, itself condensed
+    first, so the topic carries over a chain of follow-ups; other questions pass unchanged."""
+    if not history or not is_follow_up(question):
         return question
-    short = len(question.split()) <= 10
-    if short and (_FOLLOW_UP_START.search(question.strip()) or _FOLLOW_UP_ANYWHERE.search(question)):
-        return f"{history[-1].question} {question}"
-    return question
+    previous = condense_offline(history[-1].question, history[:-1][-4:])
+    return f"{previous} {question}"
 
 
 @dataclass(frozen=True)
