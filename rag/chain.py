@@ -68,7 +68,9 @@ def is_follow_up(question: str) -> bool:
     """Does a question lean on the previous turn ("Còn ở Osaka thì sao?", "Nó ra mắt khi nào?",
     "chuong trinh nay do ai tai tro", "What about its budget?")? Short questions only."""
     lang = detect_language(question)
-    folded = " ".join(re.findall(r"\w+", strip_diacritics(nfc(question)).lower()))
+    # Acronyms are not pronouns: 'IT engineers' has no 'it', 'HO' no 'họ'.
+    tokens = re.findall(r"\w+", strip_diacritics(nfc(question)))
+    folded = " ".join("acr" if len(w) > 1 and w.isupper() else w.lower() for w in tokens)
     n_words = len(question.split())
     if lang == "en":
         if n_words <= _MAX_FOLLOW_UP_WORDS["en"] and (
