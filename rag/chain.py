@@ -22,7 +22,14 @@ from rag.answer import NO_CITATION_NOTICE, ExtractiveAnswerer, LLMAnswerer
 from rag.config import Settings
 from rag.embed import LoadedEmbedder, load_embedder
 from rag.errors import RagError
-from rag.grounding import load_prompt, render_prompt
+from rag.grounding import (
+    check_claims,
+    is_refusal,
+    load_prompt,
+    parse_citations,
+    remove_unsupported,
+    render_prompt,
+)
 from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
 from rag.llm import ChatModel, OpenAICompatibleClient
@@ -111,6 +118,30 @@ FALLBACK_NOTICE = {
     "vi": "Không dùng được mô hình ngôn ngữ ({reason}); đây là câu trả lời trích dẫn nguyên văn.",
     "en": "The language model was unavailable ({reason}); this is the quoted (extractive) answer.",
 }
+UNSUPPORTED_FALLBACK_NOTICE = {
+    "vi": "Các câu trong câu trả lời của mô hình ngôn ngữ không được nguồn trích dẫn xác nhận, nên hiển thị "
+          "trích dẫn nguyên văn thay thế.",
+    "en": "The language model's answer was not supported by the sources it cited, so the quoted evidence is "
+          "shown instead.",
+}
+REMOVED_NOTICE = {
+    "vi": "Đã lược bỏ {n} câu không được nguồn trích dẫn xác nhận: {quotes}",
+    "en": "Removed {n} sentence(s) that the cited sources do not support: {quotes}",
+}
+_MARKER_RE = re.compile(r"\s*[\[［【〔][0-9０-９,;，、；\s\-–—~]+[\]］】〕]")
+
+
+def removed_notice(removed: list[str], lang: str, limit: int = 160) -> str:
+    """The notice that lists the sentences the claim check removed (each shortened to `limit` characters)."""
+    quotes = " ".join(f"“{s if len(s) <= limit else s[: limit - 1] + '…'}”" for s in removed)
+    return REMOVED_NOTICE[lang].format(n=len(removed), quotes=quotes)
+
+
+def _header(hit) -> str:
+    c = hit.chunk
+    return " — ".join(x for x in (c.title, ", ".join(y for y in (c.source, c.date) if y)) if x)
+
+
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
@@ -192,6 +223,27 @@ class Pipeline:
         )
         return {**inputs, "retrieval": result, "retrieve_ms": (time.perf_counter() - t) * 1000}
 
+    def _check_claims(self, text: str, lang: str, hits: list) -> tuple[str, list[str]]:
+        """(the LLM answer without the sentences its cited passages do not support, those sentences).
+
+        Each sentence is checked against the passages it cites, header included (the model sees
+        title, outlet and date too): its numbers, dates and names must be there, and enough of its
+        content words (see rag.grounding.check_claims). A refusal is left as it is."""
+        if not text.strip() or is_refusal(text) or not set(parse_citations(text)) & set(range(1, len(hits) + 1)):
+            return text, []  # a refusal, or nothing validly cited (finalize falls back with its own notice)
+        passages = {i: f"{_header(h)}\n{h.chunk.text}" for i, h in enumerate(hits, 1)}
+
+        def similarity(claims: list[str], sentences: list[str]):
+            return self.embedder.embed_documents(claims) @ self.embedder.embed_documents(sentences).T
+
+        checks = check_claims(text, passages, lexicon=self.lexicon, english=lang == "en", similarity=similarity)
+        removed = [_MARKER_RE.sub("", c.text).strip() for c in checks if not c.supported]
+        if not removed:
+            return text, []
+        log.info("Claim check removed %d of %d answer sentences: %s", len(removed), len(checks),
+                 [(c.text, c.missing, c.term_support, c.similarity) for c in checks if not c.supported])
+        return remove_unsupported(text, checks), removed
+
     def _llm_rewrite(self, prompt: str, question: str, history: list[Turn]) -> str:
         lang = answer_language(detect_language(question))
         transcript = "\n".join(f"Q: {t.question}\nA: {t.answer[:400]}" for t in history[-3:])
@@ -270,9 +322,12 @@ class Pipeline:
                         timings["first_token"] = round((time.perf_counter() - t0) * 1000, 1)
                     parts.append(delta)
                     yield StreamEvent("token", delta)
-                answer = self.llm_answerer.finalize(question, lang, result.hits, "".join(parts))
+                text, removed = self._check_claims("".join(parts), lang, result.hits)
+                answer = self.llm_answerer.finalize(question, lang, result.hits, text)
                 if answer is None:
-                    notice = NO_CITATION_NOTICE[lang]
+                    notice = (UNSUPPORTED_FALLBACK_NOTICE if removed else NO_CITATION_NOTICE)[lang]
+                elif removed:
+                    notice = removed_notice(removed, lang)
             except RagError as exc:
                 log.warning("LLM answer failed: %s", exc)
                 notice = FALLBACK_NOTICE[lang].format(reason=exc.message(lang).rstrip("."))
