@@ -337,7 +337,7 @@ def _name_runs(sentence: str) -> list[str]:
                 j += 1
                 continue
             k = j
-            while k < len(toks) and k - j < 2 and not cap[k] and toks[k][0].islower() and any(
+            while k < len(toks) and k - j < 2 and not cap[k] and toks[k][0].islower() and not is_stopword(toks[k][0]) and any(
                 c in "ăâđêôơưàảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợùủũúụừửữứựỳỷỹýỵ" for c in toks[k][0]
             ):
                 k += 1
