@@ -56,3 +56,38 @@ def running_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(app, *, timeout_s: float = 60, **config) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn server on a free loopback port in a background thread.
+
+    Yields the base URL once `GET /health` answers 200; stops the server (and joins the thread) on exit.
+    Extra keyword arguments go to `uvicorn.Config` (e.g. log_level="info" to see access logs).
+    """
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **{"log_level": "warning", **config}))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not thread.is_alive():
+                pytest.fail("uvicorn exited before it was ready")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"uvicorn not ready after {timeout_s:.0f} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
