@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         "against torch's on small machines, which doubled tail latency at 100k chunks.",
     )
 
+    max_file_mb: float = Field(20.0, gt=0, description="Files (and uploads) larger than this are skipped.")
+    max_pdf_pages: int = Field(1000, ge=1, description="PDFs with more pages are skipped.")
+    max_document_chars: int = Field(2_000_000, ge=1000, description="Documents whose text is longer are skipped.")
+    max_line_chars: int = Field(
+        100_000, ge=1000, description="Text with a longer line (minified data, not prose) is skipped."
+    )
+
     host: str = "127.0.0.1"
     port: int = 7860
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
