@@ -29,6 +29,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&$])")
 _LINE_START = re.compile(r"^(\s*(?:\d+)?)([-+=.)])")
 # LLM text keeps emphasis (* _), code spans (`) and list/heading markers; link/image/HTML syntax is escaped.
 _LLM_SPECIAL = re.compile(r"([\\\[\]<>!&$|~])")
+_AUTOLINK_START = re.compile(r"(?i)(\b(?:https?|ftp)|\bwww)([:.])")
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'`\[\]()]+", re.IGNORECASE)
 _SCHEME_URL = re.compile(r"\b(?:javascript|data|vbscript|file|blob|mailto):[^\s<>\"'`\[\]]*", re.IGNORECASE)
 _MD_LINK = re.compile(
@@ -47,7 +48,14 @@ def escape_text(text: str) -> str:
     '\\\\<img src\\\\=x\\\\>'
     """
     lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "  \n".join(_LINE_START.sub(r"\1\\\2", _MD_SPECIAL.sub(r"\\\1", line)) for line in lines)
+    # Leading spaces would make an indented code block; Markdown collapses them anyway.
+    return "  \n".join(_no_autolink(_LINE_START.sub(r"\1\\\2", _MD_SPECIAL.sub(r"\\\1", line.lstrip()))) for line in lines)
+
+
+def _no_autolink(line: str) -> str:
+    """Break GFM's bare-URL autolinks (Gradio's renderer links `http://…` and `www.…` in plain text):
+    an escaped colon or dot still displays, but no longer starts a link."""
+    return _AUTOLINK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), line)
 
 
 def escape_inline(text: str) -> str:
