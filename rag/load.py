@@ -155,7 +155,7 @@ def _html_to_text(html: str) -> tuple[str, str]:
 
 def _pdf_to_text(path: Path, limits: Limits) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PdfReadError, PyPdfError
 
     try:
         reader = PdfReader(str(path))
@@ -184,7 +184,7 @@ def _pdf_to_text(path: Path, limits: Limits) -> str:
         raise
     except MemoryError as exc:
         raise _unreadable_pdf(path, exc) from exc
-    except (PdfReadError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError,
+    except (PdfReadError, PyPdfError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError,
             RecursionError, AssertionError, ZeroDivisionError) as exc:
         raise _unreadable_pdf(path, exc) from exc
     text = "\n\n".join(p.strip() for p in pages if p.strip())
