@@ -284,33 +284,41 @@ def _content_key(text: str) -> str:
 def load_paths(paths: list[Path], limits: Limits | None = None) -> tuple[list[Document], list[Skipped]]:
     """Load every file under `paths`; bad files are reported in `Skipped`, never fatal.
 
-    A file whose text equals an earlier one's (a copy under another name) is skipped, so its passages
-    are not indexed twice. Duplicate doc ids get a short hash suffix so two files can never overwrite
-    each other's chunks.
+    A file whose text equals another's (a copy under another name) is skipped, so its passages are not
+    indexed twice; the oldest file is kept, so an indexed original is never swapped for a new copy.
+    Duplicate doc ids get a short hash suffix so two files can never overwrite each other's chunks.
     """
-    docs: list[Document] = []
+    loaded: list[tuple[Path, Document]] = []
     skipped: list[Skipped] = []
-    seen: set[str] = set()
-    by_content: dict[str, Path] = {}
     for f in discover(paths):
         try:
-            doc = load_file(f, limits)
+            loaded.append((f, load_file(f, limits)))
         except BadInput as exc:
             skipped.append(Skipped(str(f), exc.en, exc.vi))
-            continue
-        key = _content_key(doc.text)
-        if key in by_content:
-            first = by_content[key].name
+    keeper: dict[str, Path] = {}
+    for f, doc in sorted(loaded, key=lambda item: _mtime(item[0])):  # stable: ties keep path order
+        keeper.setdefault(_content_key(doc.text), f)
+    docs: list[Document] = []
+    seen: set[str] = set()
+    for f, doc in loaded:
+        first = keeper[_content_key(doc.text)]
+        if first != f:
             skipped.append(Skipped(
                 str(f),
-                f"{f.name} has the same content as {first}; it was skipped so its passages are not indexed twice.",
-                f"{f.name} có nội dung trùng với {first}; đã bỏ qua để không lập chỉ mục hai lần.",
+                f"{f.name} has the same content as {first.name}; it was skipped so its passages are not indexed twice.",
+                f"{f.name} có nội dung trùng với {first.name}; đã bỏ qua để không lập chỉ mục hai lần.",
             ))
             continue
-        by_content[key] = f
         if doc.doc_id in seen:
             suffix = hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:6]
             doc = Document(**{**doc.__dict__, "doc_id": f"{doc.doc_id}-{suffix}"})
         seen.add(doc.doc_id)
         docs.append(doc)
     return docs, skipped
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
