@@ -36,6 +36,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
+from rag.guard import Limits
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
 from rag.types import Chunk
@@ -403,7 +404,7 @@ class Index:
         folder never drops the main corpus. Unchanged documents are not re-embedded.
         """
         report = IngestReport()
-        docs, report.skipped = load_paths(paths)
+        docs, report.skipped = load_paths(paths, Limits.from_settings(self.settings))
         if not docs and not report.skipped:
             # An empty folder is almost always a mistake; never treat it as "delete everything".
             raise BadInput(

@@ -438,12 +438,12 @@ class Service:
         if not files:
             raise BadInput("No file was uploaded.", "Chưa có tệp nào được tải lên.")
         checked = [(safe_upload_name(name), data) for name, data in files]
-        limit = int(self.settings.max_upload_mb * 1024 * 1024)
+        limit = int(self.settings.max_file_mb * 1024 * 1024)
         for name, data in checked:
             if len(data) > limit:
                 raise BadInput(
-                    f"{name} is larger than {self.settings.max_upload_mb:g} MB; nothing was changed.",
-                    f"{name} lớn hơn {self.settings.max_upload_mb:g} MB; chưa có gì thay đổi.",
+                    f"{name} is larger than {self.settings.max_file_mb:g} MB; nothing was changed.",
+                    f"{name} lớn hơn {self.settings.max_file_mb:g} MB; chưa có gì thay đổi.",
                 )
             if not data.strip():
                 raise BadInput(f"{name} is empty; nothing was changed.", f"{name} trống; chưa có gì thay đổi.")
@@ -466,6 +466,13 @@ class Service:
             return self._write(change)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def check(self) -> list[Any]:
+        """Invariant problems of the index on disk (rag.check): [] when Chroma, both BM25 fields, chunks,
+        tokens, entities, vectors and the manifest agree."""
+        from rag.check import check_index
+
+        return check_index(self.settings)
 
     # ------------------------------------------------------------------ access
     @property

@@ -114,6 +114,15 @@ def test_two_ingests_at_once_never_lose_documents(tmp_path):
     assert _manifest_docs(home) == first_ids | second_ids
     chunks = [json.loads(line)["chunk_id"] for line in (home / "chunks.jsonl").read_text("utf-8").splitlines()]
     assert len(chunks) == len(set(chunks))
+    check = _cli("check", home=home, corpus=tmp_path / "second", cwd=tmp_path)
+    out, err = check.communicate(timeout=120)
+    assert check.returncode == 0 and "consistent" in out, (out, err)
+    # A damaged store is reported with how to repair it, and the repair works.
+    lines = (home / "chunks.jsonl").read_text("utf-8").splitlines()
+    (home / "chunks.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    check = _cli("check", home=home, corpus=tmp_path / "second", cwd=tmp_path)
+    out, err = check.communicate(timeout=120)
+    assert check.returncode == 1 and "rag ingest" in err and "Traceback" not in err, (out, err)
 
 
 def test_in_process_ingest_while_another_writer_holds_the_lock(writable_service, tmp_path):
@@ -188,7 +197,7 @@ def test_unsafe_upload_names_are_refused_with_a_sentence(name):
 
 
 def test_upload_refuses_oversized_and_empty_files_and_changes_nothing(writable_service):
-    svc = writable_service.settings.model_copy(update={"max_upload_mb": 0.001})
+    svc = writable_service.settings.model_copy(update={"max_file_mb": 0.001})
     small = Service(svc, pipeline_factory=lambda s: writable_service.pipeline)
     with pytest.raises(BadInput, match="larger than"):
         small.add_files([("big.txt", b"x" * 5000)])
