@@ -440,13 +440,13 @@ def create_api(service: Service) -> FastAPI:
     async def upload(request: Request, files: list[UploadFile] = File(...)) -> IngestReportOut:  # noqa: B008
         """Add or update documents (.md .txt .html .pdf .docx; several `files` parts) and ingest them."""
         check_admin(request)
-        limit = int(settings.max_upload_mb * 1024 * 1024)
+        limit = int(settings.max_file_mb * 1024 * 1024)
         items: list[tuple[str, bytes]] = []
         for f in files:
             data = await f.read(limit + 1)  # never more than the limit in memory
             if len(data) > limit:
-                raise BadInput(f"{f.filename} is larger than {settings.max_upload_mb:g} MB; nothing was changed.",
-                               f"{f.filename} lớn hơn {settings.max_upload_mb:g} MB; chưa có gì thay đổi.")
+                raise BadInput(f"{f.filename} is larger than {settings.max_file_mb:g} MB; nothing was changed.",
+                               f"{f.filename} lớn hơn {settings.max_file_mb:g} MB; chưa có gì thay đổi.")
             items.append((f.filename or "", data))
         return report_out(await call(service.add_files, items))
 

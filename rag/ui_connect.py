@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rag.connect import render_markdown
 from rag.entities import KIND_LABELS, default_gazetteer
 from rag.errors import RagError
+from rag.render import connection_markdown, escape_inline
 from rag.text import answer_language, detect_language
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,11 @@ def connect_markdown(service: Any, province: str | None, sector: str | None, que
     try:
         answer = service.connect(question, province=province, sector=sector, lang=lang)
     except RagError as exc:
-        return exc.message(lang)
+        return escape_inline(exc.message(lang))
     except Exception:
         log.exception("Unexpected error in the connection finder")
         return GENERIC_ERROR[lang]
-    return render_markdown(answer, lang)
+    return connection_markdown(answer, lang)
 
 
 def overview_rows(service: Any) -> list[dict]:

@@ -25,13 +25,16 @@ def log_tail(path: Path, n: int = 40) -> str:
 
 
 @contextlib.contextmanager
-def running_server(command: list[str], ready_url: str, log_path: Path, *, name: str, timeout_s: float) -> Iterator[None]:
+def running_server(
+    command: list[str], ready_url: str, log_path: Path, *, name: str, timeout_s: float,
+    env: dict[str, str] | None = None,
+) -> Iterator[None]:
     """Start `command` (output to `log_path`), wait until `ready_url` answers 200, stop it on exit.
 
     Fails the test with the log's tail when the process exits early or is not ready in `timeout_s`.
     """
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
