@@ -347,7 +347,7 @@ def test_keys_and_tokens_never_reach_the_logs(secured_url, caplog):
 @pytest.fixture
 def admin(writable_service):
     writable_service.settings = writable_service.settings.model_copy(
-        update={"admin_token": SecretStr(ADMIN_TOKEN), "write_lock_wait": 0.3})
+        update={"admin_token": SecretStr(ADMIN_TOKEN), "write_lock_wait": 0.3, "max_file_mb": 1.0})
     with uvicorn_in_thread(app_of(writable_service)) as url:
         yield httpx.Client(base_url=url, headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=120), url
 
@@ -418,7 +418,7 @@ def test_upload_without_files_is_400(admin):
 
 def test_upload_over_the_size_limit_is_refused(admin, writable_service):
     client, _url = admin
-    limit = int(writable_service.settings.max_upload_mb * 1024 * 1024)
+    limit = int(writable_service.settings.max_file_mb * 1024 * 1024)
     r = client.post("/v1/documents", files=[("files", ("big.txt", b"a " * (limit // 2 + 10)))])
     assert r.status_code == 400 and "larger than" in r.json()["error"]["message"]
 
