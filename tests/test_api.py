@@ -34,6 +34,20 @@ def service_with(service, **settings):
     return svc
 
 
+def llm_service(pipeline, llm, **settings):
+    """A Service whose pipeline answers with the scripted OpenAI-compatible server `llm`."""
+    from rag.chain import Pipeline
+    from rag.llm import OpenAICompatibleClient
+    from rag.service import Service
+
+    s = pipeline.settings.model_copy(update={"llm_base_url": llm.base_url, "llm_model": llm.model, **settings})
+    p = Pipeline(s, pipeline.loaded, pipeline.index, pipeline.lexicon,
+                 OpenAICompatibleClient(llm.base_url, llm.model, max_retries=0), reranker=pipeline.reranker)
+    svc = Service(s, pipeline_factory=lambda _s: p)
+    svc.start()
+    return svc
+
+
 def app_of(service):
     from rag.server import create_app
 
@@ -218,6 +232,26 @@ def test_chat_filters_and_k_extension(open_url, service):
     )
     for c in resp.model_extra["citations"]:
         assert c["source"] == source
+
+
+def test_stream_sends_only_the_validated_answer_never_withdrawn_llm_text(pipeline):
+    """An LLM reply without a valid citation ends in the quoted answer: the stream must not have sent the
+    rejected text first (SSE cannot take it back)."""
+    from tests.scripted_llm import ScriptedLLM
+
+    rejected = "Theo tôi EMB-AI là một loại trà xanh nổi tiếng của Kyoto."
+    with ScriptedLLM() as llm:
+        svc = llm_service(pipeline, llm)
+        with uvicorn_in_thread(app_of(svc)) as url:
+            llm.enqueue_reply(rejected, chunks=4)
+            chunks = list(oai(url).chat.completions.create(
+                model="vj-rag", messages=[{"role": "user", "content": QUESTION_VI}], stream=True))
+            assert llm.chat_requests, "the LLM was not asked"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = chunks[-1].model_extra
+    assert "trà xanh" not in text
+    assert final["backend"] == "extractive" and final["notice"] and final["citations"]
+    assert text == pipeline.ask(QUESTION_VI).text
 
 
 # ---------------------------------------------------------------------------------------- retrieve, connect, health
@@ -488,19 +522,12 @@ def test_rate_limit_is_per_key_with_retry_after(service):
 
 def test_beyond_the_queue_clients_get_429_and_the_queued_ones_finish(service, pipeline):
     """concurrency 1 + queue 1: with a slow (scripted) LLM, the third concurrent request is refused at once."""
-    from rag.chain import Pipeline
-    from rag.llm import OpenAICompatibleClient
-    from rag.service import Service
     from tests.scripted_llm import ScriptedLLM
 
     with ScriptedLLM() as llm:
         for _ in range(2):
             llm.enqueue_slow_first_token(2.0, text="EMB-AI là một nền tảng [1].")
-        settings = service.settings.model_copy(update={"concurrency": 1, "max_queue": 1})
-        slow = Pipeline(settings, pipeline.loaded, pipeline.index, pipeline.lexicon,
-                        OpenAICompatibleClient(llm.base_url, llm.model, max_retries=0), reranker=pipeline.reranker)
-        svc = Service(settings, pipeline_factory=lambda _s: slow)
-        svc.start()
+        svc = llm_service(pipeline, llm, concurrency=1, max_queue=1)
         with uvicorn_in_thread(app_of(svc)) as url:
             async def run():
                 async with httpx.AsyncClient(base_url=url, timeout=60) as client:
