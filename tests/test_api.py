@@ -224,6 +224,39 @@ def test_malformed_chat_requests_are_400_with_one_sentence(open_url):
     assert r.status_code == 400 and r.json()["error"]["message"]
 
 
+def test_oversized_bodies_are_413_before_they_are_read(open_url):
+    url = f"{open_url}/v1/chat/completions"
+    big = {"messages": [{"role": "user", "content": "x"}], "padding": "a" * (2 * 1024 * 1024)}
+    r = httpx.post(url, json=big, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large", r.text
+    assert r.json()["error"]["message"] == "The request is too large (at most 1 MB); nothing was changed."
+
+    def chunked():  # no Content-Length: the limit must hold while the body streams in
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'"}]}'
+
+    r = httpx.post(url, content=chunked(), headers={"content-type": "application/json", "accept-language": "vi"},
+                   timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["message"].startswith("Yêu cầu quá lớn"), r.text
+    ok = httpx.post(url, json={"messages": [{"role": "user", "content": QUESTION_VI}]}, timeout=60)
+    assert ok.status_code == 200  # the server is fine afterwards
+
+
+def test_history_is_capped_to_the_recent_turns():
+    from rag.api import MAX_HISTORY_TURNS, MAX_TURN_CHARS, ChatMessage, split_messages
+
+    messages = []
+    for i in range(30):
+        messages += [ChatMessage(role="user", content=f"q{i} " + "x" * 10_000),
+                     ChatMessage(role="assistant", content=f"a{i}")]
+    question, turns = split_messages([*messages, ChatMessage(role="user", content="Còn ở Osaka thì sao?")])
+    assert question == "Còn ở Osaka thì sao?"
+    assert len(turns) == MAX_HISTORY_TURNS and turns[-1].answer == "a29" and turns[0].question.startswith("q22 ")
+    assert all(len(t.question) <= MAX_TURN_CHARS for t in turns)
+
+
 def test_chat_filters_and_k_extension(open_url, service):
     source = sorted({c.source for c in service.pipeline.index.chunks.values() if c.source})[0]
     resp = oai(open_url).chat.completions.create(
@@ -442,6 +475,13 @@ def test_bad_uploads_are_400_and_change_nothing(admin, files, sentence):
     assert r.status_code == 400, r.text
     assert sentence in r.json()["error"]["message"]
     assert client.get("/v1/documents").json() == before
+
+
+def test_too_many_files_in_one_upload_is_400(admin):
+    client, _url = admin
+    files = [("files", (f"n{i}.md", f"# Note {i}\n\nText {i}.".encode())) for i in range(21)]
+    r = client.post("/v1/documents", files=files)
+    assert r.status_code == 400 and "At most 20 files" in r.json()["error"]["message"]
 
 
 def test_upload_without_files_is_400(admin):
