@@ -205,18 +205,10 @@ def test_json_is_serialisable_and_complete(phu_tho):
 
 
 def _run_connect(home: Path, *args: str) -> subprocess.CompletedProcess:
-    script = (
-        "import typer\n"
-        "from rag.cli_connect import connect_command\n"
-        "app = typer.Typer()\n"
-        "app.callback()(lambda: None)\n"
-        "app.command('connect')(connect_command)\n"
-        "app()\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(RAG_HOME=str(home), RAG_EMBEDDING_MODEL=BUNDLED_MODEL, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONIOENCODING="utf-8", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", script, "connect", *args], env=env, cwd=home.parent,
+    return subprocess.run([sys.executable, "-m", "rag.cli", "connect", *args], env=env, cwd=home.parent,
                           capture_output=True, text=True, encoding="utf-8", timeout=300, check=False)
 
 
