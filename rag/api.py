@@ -47,7 +47,7 @@ from rag.schema import (
     hit_out,
 )
 from rag.service import WARMING_UP, Service, report_out, validate_question
-from rag.text import detect_language
+from rag.text import detect_language, nfc
 
 if TYPE_CHECKING:
     from rag.chain import Turn
@@ -88,9 +88,10 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
+        """The message's text, NFC-normalised (parts of a list joined by spaces; images etc. dropped)."""
         if isinstance(self.content, list):
-            return " ".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
-        return self.content or ""
+            return nfc(" ".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text"))
+        return nfc(self.content or "")
 
 
 class ChatRequest(BaseModel):
@@ -354,8 +355,8 @@ def create_api(service: Service) -> FastAPI:
                                               "last chunk before [DONE] carries citations, refused and notice."}})
     async def chat(body: ChatRequest, request: Request) -> Any:
         """Answer the last user message (earlier turns are the conversation) with `[n]` citations."""
-        last = body.messages[-1].text() if body.messages else ""
-        lang = admit_question(request, last)
+        last_user = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
+        lang = admit_question(request, last_user)
         question, history = split_messages(body.messages)
         question = validate_question(question)
         filters = body.filters.to_filters() if body.filters else None

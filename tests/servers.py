@@ -70,7 +70,10 @@ def uvicorn_in_thread(app, *, timeout_s: float = 60, **config) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **{"log_level": "warning", **config}))
+    # A short graceful-shutdown timeout: clients that keep connections open (gradio_client) must not stall
+    # the test's teardown.
+    options = {"log_level": "warning", "timeout_graceful_shutdown": 3, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
