@@ -151,7 +151,11 @@ def test_mentioned_province_gets_no_note(pipeline):
     answer = build_connection_answer(pipeline, "Doanh nghiệp ở Hà Nội muốn liên hệ với NIC thì làm thế nào?")
     assert answer.province == "Hà Nội"
     assert answer.province_note == ""  # NIC's facilities 'tại Hà Nội và Hòa Lạc'
-    assert "vn_nic" in {i.entity for i in answer.who}
+    # NIC is listed under Hà Nội, since its quote names the city; every item there names Hà Nội.
+    assert "vn_nic" in {i.entity for i in answer.local}
+    assert all("Hà Nội" in extract_entities(i.quote).provinces() for i in answer.local)
+    assert not any("Hà Nội" in extract_entities(i.quote).provinces() for i in answer.who)
+    assert render_markdown(answer).startswith("**Tại Hà Nội**")
     check_citations(answer)
 
 
