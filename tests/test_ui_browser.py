@@ -4,6 +4,7 @@ loopback, driven by Debian's Chromium through Playwright. One test per rough edg
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -28,6 +29,17 @@ VI_LETTERS = "".join(sorted(
     {unicodedata.normalize("NFC", v + t) for v in _VOWELS for t in _TONES} | set("bcdđghklmnpqrstvx")
 ))
 VI_LETTERS += VI_LETTERS.upper()
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+def screenshot(page, name: str) -> None:
+    """The README's screenshots: written to docs/screenshots only with UPDATE_SCREENSHOTS=1 (so a test run
+    leaves the checkout clean); otherwise taken and checked, then dropped."""
+    path = SCREENSHOTS / name if os.environ.get("UPDATE_SCREENSHOTS") == "1" else None
+    png = page.screenshot(path=str(path) if path else None)
+    assert len(png) > 10_000
 
 
 @contextlib.contextmanager
@@ -231,5 +243,90 @@ def test_no_fallback_notice_with_the_configured_model(page, app_url):
     expect(page.locator("#notices-dismiss")).to_be_visible()
 
 
-def _root() -> Path:
-    return Path(__file__).resolve().parent.parent
+# ---------------------------------------------------------------- evaluation tab
+
+
+def _fonts_of(page, selector: str) -> list[dict]:
+    """The platform fonts Chromium used to draw the text of the first element matching `selector`."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    return cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+
+
+def _words_split_across_lines(page, selector: str) -> list[str]:
+    """Words inside the matching elements that the browser broke over two lines."""
+    return page.evaluate(
+        """(selector) => {
+            const split = [];
+            for (const el of document.querySelectorAll(selector)) {
+                const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+                for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                    const re = /\\S+/g;
+                    let m;
+                    while ((m = re.exec(node.data))) {
+                        const range = document.createRange();
+                        range.setStart(node, m.index);
+                        range.setEnd(node, m.index + m[0].length);
+                        const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+                        if (tops.size > 1) split.push(m[0]);
+                    }
+                }
+            }
+            return split;
+        }""",
+        selector,
+    )
+
+
+def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_service):
+    """A reload during a run shows the run's progress (questions done / total), then its results; headers
+    keep their words whole and status icons need no emoji font."""
+    from playwright.sync_api import expect
+
+    with serve_app(writable_service) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(url)
+            wait_loaded(page)
+            page.get_by_role("tab", name="Evaluation / Đánh giá").click()
+            configs = page.locator("#eval-configs input")
+            configs.click()
+            configs.fill("bm25")
+            configs.press("Enter")
+            page.locator("#eval-run").click()
+            count = page.locator("#eval-progress-count")
+            expect(count).to_have_text(re.compile(r"^[1-9]\d* / 250$"), timeout=120_000)
+            before = int(count.inner_text().split("/")[0])
+
+            page.reload()  # while the run is going
+            wait_loaded(page)
+            page.get_by_role("tab", name="Evaluation / Đánh giá").click()
+            expect(page.locator("#eval-progress-bar")).to_be_visible(timeout=10_000)
+            expect(count).to_have_text(re.compile(r"^\d+ / 250$"))
+            assert int(count.inner_text().split("/")[0]) >= before
+            assert page.locator("#eval-progress-bar").get_attribute("max") == "250"
+
+            status = page.locator("#eval-status")
+            expect(status).to_contain_text("125 questions × 2 configuration(s)", timeout=300_000)
+            expect(page.locator("#eval-progress-bar")).to_be_hidden()
+            table = page.locator("#eval-table")
+            expect(table).to_contain_text("hybrid")
+            expect(table).to_contain_text("bm25")
+            expect(page.get_by_text("Error")).to_have_count(0)
+            expect(page.locator("#eval-detail")).to_contain_text("Question / Câu hỏi", timeout=20_000)
+
+            headers = page.locator("#eval-table th")
+            assert headers.count() >= 5
+            assert "Refusal accuracy" in " ".join(headers.all_inner_texts())
+            assert _words_split_across_lines(page, "#eval-table th") == []
+
+            assert "\ufe0f" not in status.inner_text()
+            assert status.inner_text().startswith("✓")
+            assert len(_fonts_of(page, "#eval-status p")) == 1, _fonts_of(page, "#eval-status p")
+            screenshot(page, "evaluation.png")
+        finally:
+            context.close()
