@@ -74,6 +74,9 @@ document.addEventListener("click", (event) => {
   section.scrollIntoView();
 }, true);
 </script>"""
+# Status icons as plain-text symbols that the fonts above have: emoji (⚠️ ✅ ⏳) need an emoji font, which
+# a server's or a minimal desktop's browser may lack (they showed as empty boxes).
+ICON_WARN, ICON_INFO, ICON_WAIT, ICON_OK = "⚠", "ℹ", "⟳", "✓"
 # Long questions are shown as their first lines in the chat bubble; the service always gets the full text.
 PREVIEW_LINES = 4
 PREVIEW_CHARS = 400
@@ -232,16 +235,16 @@ def _turns(history: list[dict[str, Any]]) -> list[Any]:
 def mode_notices(service: Service) -> str:
     """The notice under the title, compact (one short line each): the fallback embedder with a link to
     the models section, the answer mode (offline or LLM), and "warming up" until the service is ready."""
-    lines = [f"⚠️ {vi} / {en} [{MODELS_LINK_TEXT}](#models)" for en, vi in service.notices]
+    lines = [f"{ICON_WARN} {vi} / {en} [{MODELS_LINK_TEXT}](#models)" for en, vi in service.notices]
     if not service.settings.llm_base_url.strip():
-        lines.append("ℹ️ Trích nguyên văn từ tài liệu (offline, không dùng LLM) / "
+        lines.append(f"{ICON_INFO} Trích nguyên văn từ tài liệu (chế độ offline, không dùng LLM) / "
                      "Answers quote the documents verbatim (offline extractive mode, no LLM).")
     else:
         name = service.settings.llm_model or "LLM"
-        lines.append(f"ℹ️ LLM `{name}` viết câu trả lời từ tài liệu; lỗi thì trích nguyên văn / "
+        lines.append(f"{ICON_INFO} LLM `{name}` viết câu trả lời từ tài liệu; lỗi thì trích nguyên văn / "
                      f"Answers are written by the LLM `{name}` from the documents, with quoted fallback.")
     if not service.ready:
-        lines.append(f"⏳ {WARMING_UP['vi']} / {WARMING_UP['en']}")
+        lines.append(f"{ICON_WAIT} {WARMING_UP['vi']} / {WARMING_UP['en']}")
     return "  \n".join(lines)
 
 
@@ -327,8 +330,8 @@ def build_ui(service: Service):
             try:
                 filters = build_filters(sources, docs, date_from, date_to)
             except ValueError as exc:
-                return None, f"⚠️ {exc}"
-            return filters, "" if filters is None else "✓ Đang lọc kết quả / Filtering results"
+                return None, f"{ICON_WARN} {exc}"
+            return filters, "" if filters is None else f"{ICON_OK} Đang lọc kết quả / Filtering results"
 
         for widget in (f_source, f_doc, f_from, f_to):
             widget.change(set_filters, [f_source, f_doc, f_from, f_to], [filter_state, filter_note],
