@@ -1,10 +1,8 @@
-"""Gradio pieces for the evaluation tab and for chat feedback (imported by rag/ui.py only).
+"""The Evaluation tab (Gradio). It reaches the app as an entry point of the group `rag.ui_tabs`
+(pyproject.toml), so rag/ui.py never imports eval:
 
     with gr.Blocks() as demo:
-        with gr.Tab("Chat / Hỏi đáp"):
-            chatbot = gr.Chatbot(...)
-            chatbot.like(feedback_handler(pipeline, settings), inputs=chatbot, outputs=None)
-        build_eval_tab(pipeline, Path("eval/datasets"))
+        build_eval_tab(lambda: service.pipeline, Path("eval/datasets"))
 """
 
 from __future__ import annotations
