@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.answer import NO_CITATION_NOTICE, ExtractiveAnswerer, LLMAnswerer
 from rag.config import Settings
+from rag.connect import is_chat_connection_query
 from rag.embed import LoadedEmbedder, load_embedder
 from rag.errors import RagError
 from rag.grounding import (
@@ -34,7 +35,7 @@ from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
 from rag.llm import ChatModel, OpenAICompatibleClient
 from rag.rerank import load_reranker
-from rag.retrieve import Filters, HybridRetriever, RetrievalResult
+from rag.retrieve import MAX_QUESTION_CHARS, Filters, HybridRetriever, RetrievalResult
 from rag.text import answer_language, detect_language, nfc, strip_diacritics
 from rag.types import Answer
 
@@ -229,6 +230,37 @@ class Pipeline:
         )
         return {**inputs, "retrieval": result, "retrieve_ms": (time.perf_counter() - t) * 1000}
 
+    def _connection_answer(
+        self, question: str, history: list[Turn], filters: Filters | None, k: int | None, t0: float
+    ) -> Answer | None:
+        """The connection finder's answer as an Answer (text = its Markdown sections, citations = its
+        sources), when the question (with a follow-up, the question it follows) is a local business
+        looking for a way in to Japan; None otherwise, or when the finder lists nothing."""
+        from rag.connect import build_connection_answer, province_phrase, render_markdown, sector_phrase
+        from rag.entities import OLD_NEW_SEP, detect_question_entities
+
+        q = nfc(question or "").strip()
+        if not q or len(q) > MAX_QUESTION_CHARS:
+            return None
+        standalone = condense_offline(q, history)
+        if not is_chat_connection_query(standalone):
+            return None
+        lang = answer_language(detect_language(q))
+        # This turn's own province and sector win over those carried over from the question it follows.
+        ents = detect_question_entities(q)
+        province = ents.places_vn[0].split(OLD_NEW_SEP)[0] if ents.places_vn else province_phrase(q)
+        sector = sector_phrase(q) or (ents.sectors[0] if ents.sectors else "")
+        found = build_connection_answer(self, standalone, province=province or None, sector=sector or None,
+                                        lang=lang, k=k or 10, filters=filters)
+        if found.empty:
+            return None  # nothing to list: the ordinary answer (or refusal) is more useful
+        timings = {**found.timings_ms, "answer": round(found.timings_ms.get("total", 0.0)
+                                                        - found.timings_ms.get("retrieve", 0.0), 1),
+                   "total": round((time.perf_counter() - t0) * 1000, 1)}
+        return Answer(question=question, language=lang, text=render_markdown(found, lang, sources=False),
+                      refused=False, backend="extractive", citations=found.sources, hits=found.hits,
+                      timings_ms=timings)
+
     def _check_claims(self, text: str, lang: str, hits: list) -> tuple[str, list[str]]:
         """(the LLM answer without the sentences its cited passages do not support, those sentences).
 
@@ -302,13 +334,23 @@ class Pipeline:
         filters: Filters | None = None,
         k: int | None = None,
         backend: str | None = None,
+        connections: bool = True,
     ) -> Iterator[StreamEvent]:
         """Answer events: LLM tokens as they arrive ("reset" if they must be discarded), then "final".
 
         Any LLM failure, a cut stream, or an answer without a valid citation ends in the extractive
-        answer with a notice: a partial generation is never presented as a complete answer.
+        answer with a notice: a partial generation is never presented as a complete answer. LLM
+        sentences that their cited passages do not support are removed (and listed in the notice).
+        A local business asking where to start with Japan ("Công ty chúng tôi ở tỉnh P, ngành S, muốn
+        tìm đối tác Nhật — bắt đầu từ đâu?") gets the connection finder's structured, cited answer
+        instead (unless `connections` is False).
         """
         t0 = time.perf_counter()
+        if connections:
+            connection = self._connection_answer(question, history or [], filters, k, t0)
+            if connection is not None:
+                yield StreamEvent("final", answer=connection)
+                return
         use_llm = (backend or self.default_backend) == "llm" and self.llm_answerer is not None
         state = self.prepare.invoke(
             {"question": question, "history": history or [], "filters": filters, "k": k, "use_llm": use_llm}
@@ -357,10 +399,11 @@ class Pipeline:
         filters: Filters | None = None,
         k: int | None = None,
         backend: str | None = None,
+        connections: bool = True,
     ) -> Answer:
         """Answer one question with citations (or a refusal). Raises BadInput for unusable questions."""
         final = None
-        for event in self.stream(question, history, filters, k, backend):
+        for event in self.stream(question, history, filters, k, backend, connections):
             if event.kind == "final":
                 final = event.answer
         assert final is not None

@@ -61,6 +61,12 @@ def user_lang(question: str) -> str:
     return "en" if detect_language(question or "") == "en" else "vi"
 
 
+def error_lang(question: str | None) -> str:
+    """The language of a command's error sentences: the question's, or English when there is no question
+    to go by (--batch, a missing QUESTION, language-neutral commands)."""
+    return user_lang(question) if question and question.strip() else "en"
+
+
 def _service(settings: Settings) -> Service:
     from rag.service import Service
 
@@ -117,7 +123,7 @@ def _batch_items(batch: Path | None, question: str | None) -> list[tuple[Any, st
         try:
             validate_question(q)
         except RagError as exc:
-            fail(exc, user_lang(q))
+            fail(exc, error_lang(q))
         return [(None, q, "")]
     items = []
     for n, obj, err in _read_batch(batch):
@@ -145,37 +151,40 @@ class _Outcome:
             except RagError as exc:
                 self.failed = True
                 if structured:
-                    _emit({"id": qid, "question": q, "error": exc.message(user_lang(q))})
+                    _emit({"id": qid, "question": q, "error": exc.message(error_lang(q))})
                     continue
-                fail(exc, user_lang(q))
+                fail(exc, error_lang(q))
             yield qid, result
 
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="Index folder (default: RAG_HOME or .rag).",
+HomeOpt = Annotated[Path | None, typer.Option("--home", metavar="DIR", help="Index folder (default: RAG_HOME or .rag).",
                                               show_default=False)]
-SourceOpt = Annotated[list[str] | None, typer.Option("--source", help="Only chunks from this outlet (repeatable).",
+SourceOpt = Annotated[list[str] | None, typer.Option("--source", metavar="OUTLET", help="Only chunks from this outlet (repeatable).",
                                                      show_default=False)]
-DocOpt = Annotated[list[str] | None, typer.Option("--doc", help="Only chunks of this document id (repeatable).",
+DocOpt = Annotated[list[str] | None, typer.Option("--doc", metavar="DOC_ID", help="Only chunks of this document id (repeatable).",
                                                   show_default=False)]
-FromOpt = Annotated[str, typer.Option("--date-from", help="ISO date (2025-03-14, 2025-03 or 2025), inclusive.",
+FromOpt = Annotated[str, typer.Option("--date-from", metavar="DATE", help="ISO date (2025-03-14, 2025-03 or 2025), inclusive.",
                                       show_default=False)]
-ToOpt = Annotated[str, typer.Option("--date-to", help="ISO date (2025-03-14, 2025-03 or 2025), inclusive.",
+ToOpt = Annotated[str, typer.Option("--date-to", metavar="DATE", help="ISO date (2025-03-14, 2025-03 or 2025), inclusive.",
                                     show_default=False)]
-LangOpt = Annotated[list[str] | None, typer.Option("--lang", help="Only documents in this language.",
+LangOpt = Annotated[list[str] | None, typer.Option("--lang", metavar="vi|en", help="Only documents in this language (repeatable).",
                                                    show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
-BatchOpt = Annotated[Path | None, typer.Option("--batch", help="JSONL file of {id, question}.", show_default=False)]
-TopKOpt = Annotated[int | None, typer.Option("-k", "--top-k", help="Hits to return (default: RAG_TOP_K).",
+BatchOpt = Annotated[Path | None, typer.Option("--batch", metavar="FILE", help="JSONL file of {id, question}.",
+                                                show_default=False)]
+TopKOpt = Annotated[int | None, typer.Option("-k", "--top-k", metavar="N", help="Hits to return (default: RAG_TOP_K).",
                                              show_default=False)]
 
 
-@app.command()
+@app.command(short_help="Add, update and remove documents in the index (incremental).")
 def ingest(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: RAG_CORPUS_DIR).",
-                                                       show_default=False)] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(metavar="PATH", hidden=True, show_default=False)] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Add, update and remove documents in the index (incremental; unchanged files are not re-embedded)."""
+    """Add, update and remove documents in the index (incremental; unchanged files are not re-embedded).
+
+    PATH: files or folders to index (default: RAG_CORPUS_DIR).
+    """
     settings = make_settings(home)
     targets = paths or [settings.corpus_dir]
     for p in targets:  # before any model loads
@@ -197,14 +206,17 @@ def ingest(
 
 @app.command()
 def retrieve(
-    question: Annotated[str | None, typer.Argument(show_default=False)] = None,
+    question: Annotated[str | None, typer.Argument(metavar="QUESTION", hidden=True, show_default=False)] = None,
     k: TopKOpt = None,
     as_json: JsonOpt = False,
     batch: BatchOpt = None,
     source: SourceOpt = None, doc: DocOpt = None, date_from: FromOpt = "", date_to: ToOpt = "", lang: LangOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Show the chunks hybrid retrieval finds for a question."""
+    """Show the chunks hybrid retrieval finds for QUESTION.
+
+    QUESTION in Vietnamese (with or without tones) or English; errors come in its language.
+    """
     settings = make_settings(home)
     try:
         items = _batch_items(batch, question)
@@ -213,7 +225,7 @@ def retrieve(
         service.pipeline  # noqa: B018 - load now, so a missing index fails once, not per question
         _warn_notices(service)
     except RagError as exc:
-        fail(exc, user_lang(question or ""))
+        fail(exc, error_lang(question))
         return
     from rag.schema import RetrievalOut, hit_out
 
@@ -234,23 +246,28 @@ def retrieve(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@app.command(short_help="Answer QUESTION with numbered citations (or say it is not found).")
 def ask(
-    question: Annotated[str | None, typer.Argument(show_default=False)] = None,
+    question: Annotated[str | None, typer.Argument(metavar="QUESTION", hidden=True, show_default=False)] = None,
     as_json: JsonOpt = False,
     batch: BatchOpt = None,
     k: TopKOpt = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="extractive or llm (default: llm if configured).",
+    backend: Annotated[str | None, typer.Option("--backend", metavar="extractive|llm",
+                                                help="Answer backend (default: llm if configured).",
                                                 show_default=False)] = None,
     source: SourceOpt = None, doc: DocOpt = None, date_from: FromOpt = "", date_to: ToOpt = "", lang: LangOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Answer a question with numbered citations (or say it is not in the documents)."""
+    """Answer QUESTION with numbered citations (or say it is not in the documents).
+
+    QUESTION in Vietnamese (with or without tones) or English; errors come in its language.
+    """
     settings = make_settings(home)
+    ui_lang = error_lang(question)
     if backend not in (None, "extractive", "llm"):
-        typer.echo("--backend must be 'extractive' or 'llm'.", err=True)
+        bad = BadInput("--backend must be 'extractive' or 'llm'.", "--backend phải là 'extractive' hoặc 'llm'.")
+        typer.echo(bad.message(ui_lang), err=True)
         raise typer.Exit(code=2)
-    ui_lang = user_lang(question or "")
     try:
         items = _batch_items(batch, question)
         filters = _filters(source, doc, date_from, date_to, lang)
@@ -281,19 +298,21 @@ def ask(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@app.command(short_help="Contacts, programmes and Japanese localities, with citations.")
 def connect(
-    question: Annotated[str | None, typer.Argument(help="Optional question in Vietnamese or English.",
-                                                   show_default=False)] = None,
+    question: Annotated[str | None, typer.Argument(metavar="QUESTION", hidden=True, show_default=False)] = None,
     province: Annotated[str | None, typer.Option(
-        "--province", "-p", help="Province or city, new (34) or pre-July-2025 name, tones optional.",
+        "--province", "-p", metavar="NAME", help="Province or city, new (34) or pre-July-2025 name, tones optional.",
         show_default=False)] = None,
     sector: Annotated[str | None, typer.Option(
-        "--sector", "-s", help="Sector id or name, e.g. semiconductors, 'bán dẫn', AI.", show_default=False)] = None,
+        "--sector", "-s", metavar="SECTOR", help="Sector id or name, e.g. semiconductors, 'bán dẫn', AI.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Who to contact, which programmes and which Japanese localities the documents name, with citations."""
+    """Who to contact, which programmes and which Japanese localities the documents name, with citations.
+
+    QUESTION (optional) in Vietnamese or English; give it, --province or --sector.
+    """
     settings = make_settings(home)
     q = nfc(question).strip() if question else ""
     lang = user_lang(q) if q else "en"
@@ -333,9 +352,11 @@ def documents_list(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
             typer.echo(f"{d.doc_id}  {d.date or '-':10}  {d.source or '-':18.18}  {d.chunks:4d}  {d.title[:60]}")
 
 
-@documents_app.command("delete")
-def documents_delete(doc_id: str, home: HomeOpt = None) -> None:
-    """Remove a document from the index (its file moves to RAG_HOME/trash)."""
+@documents_app.command("delete", short_help="Remove a document (its file moves to RAG_HOME/trash).")
+def documents_delete(
+    doc_id: Annotated[str, typer.Argument(metavar="DOC_ID", hidden=True)], home: HomeOpt = None,
+) -> None:
+    """Remove document DOC_ID from the index (its file moves to RAG_HOME/trash)."""
     service = _service(make_settings(home))
     try:
         report = service.delete_document(doc_id)
@@ -346,8 +367,10 @@ def documents_delete(doc_id: str, home: HomeOpt = None) -> None:
 
 
 @documents_app.command("reingest")
-def documents_reingest(doc_id: str, home: HomeOpt = None) -> None:
-    """Clean, chunk and embed one document again from its file."""
+def documents_reingest(
+    doc_id: Annotated[str, typer.Argument(metavar="DOC_ID", hidden=True)], home: HomeOpt = None,
+) -> None:
+    """Clean, chunk and embed document DOC_ID again from its file."""
     service = _service(make_settings(home))
     try:
         report = service.reingest(doc_id)
@@ -357,7 +380,7 @@ def documents_reingest(doc_id: str, home: HomeOpt = None) -> None:
     typer.echo(report.summary())
 
 
-@app.command()
+@app.command(short_help="Check that the index stores agree; say how to repair.")
 def check(home: HomeOpt = None) -> None:
     """Verify that Chroma, both BM25 fields, chunks, entities and the manifest agree; say how to repair."""
     service = _service(make_settings(home))
@@ -375,7 +398,7 @@ def check(home: HomeOpt = None) -> None:
     raise typer.Exit(code=1)
 
 
-@app.command()
+@app.command(short_help="Start the web app: chat UI, HTTP API (/v1, /docs), /health.")
 def serve(home: HomeOpt = None) -> None:
     """Start the web app: chat UI, HTTP API (/v1, /docs) and health (same as `python app.py`)."""
     from rag.server import serve as run_server

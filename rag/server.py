@@ -46,12 +46,12 @@ def create_app(service: Service) -> Any:
     import gradio as gr
 
     from rag.api import create_api
-    from rag.ui import build_ui
+    from rag.ui import build_ui, page_options
 
     api = create_api(service)
     demo = build_ui(service)
     demo.queue(default_concurrency_limit=service.settings.concurrency, max_size=service.settings.max_queue)
-    return gr.mount_gradio_app(api, demo, path="/", **gradio_options(service.settings))
+    return gr.mount_gradio_app(api, demo, path="/", **gradio_options(service.settings), **page_options())
 
 
 def serve(settings: Settings, **_: Any) -> None:

@@ -151,7 +151,11 @@ def test_mentioned_province_gets_no_note(pipeline):
     answer = build_connection_answer(pipeline, "Doanh nghiệp ở Hà Nội muốn liên hệ với NIC thì làm thế nào?")
     assert answer.province == "Hà Nội"
     assert answer.province_note == ""  # NIC's facilities 'tại Hà Nội và Hòa Lạc'
-    assert "vn_nic" in {i.entity for i in answer.who}
+    # NIC is listed under Hà Nội, since its quote names the city; every item there names Hà Nội.
+    assert "vn_nic" in {i.entity for i in answer.local}
+    assert all("Hà Nội" in extract_entities(i.quote).provinces() for i in answer.local)
+    assert not any("Hà Nội" in extract_entities(i.quote).provinces() for i in answer.who)
+    assert render_markdown(answer).startswith("**Tại Hà Nội**")
     check_citations(answer)
 
 
@@ -205,18 +209,10 @@ def test_json_is_serialisable_and_complete(phu_tho):
 
 
 def _run_connect(home: Path, *args: str) -> subprocess.CompletedProcess:
-    script = (
-        "import typer\n"
-        "from rag.cli_connect import connect_command\n"
-        "app = typer.Typer()\n"
-        "app.callback()(lambda: None)\n"
-        "app.command('connect')(connect_command)\n"
-        "app()\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(RAG_HOME=str(home), RAG_EMBEDDING_MODEL=BUNDLED_MODEL, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONIOENCODING="utf-8", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", script, "connect", *args], env=env, cwd=home.parent,
+    return subprocess.run([sys.executable, "-m", "rag.cli", "connect", *args], env=env, cwd=home.parent,
                           capture_output=True, text=True, encoding="utf-8", timeout=300, check=False)
 
 
