@@ -306,7 +306,7 @@ def create_api(service: Service) -> FastAPI:
         except RagError as exc:
             raise ApiError(401, exc.message(lang), "authentication_error", "invalid_api_key",
                            {"WWW-Authenticate": "Bearer"}) from None
-        if key and settings.api_key_list():
+        if key and service.settings.api_key_list():
             # Hashed so the limiter's table never holds a key in clear.
             return "key:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
         return "addr:" + (request.client.host if request.client else "?")
