@@ -7,7 +7,7 @@ A thin view of `rag.service.Service`; request and response bodies are `rag.schem
     POST /v1/retrieve             hybrid retrieval only (RetrievalOut)
     POST /v1/connect              the connection finder (`rag connect --json` object)
     GET  /v1/documents            indexed documents (admin token)
-    POST /v1/documents            upload md/txt/html/pdf/docx files, multipart (admin token) -> IngestReportOut
+    POST /v1/documents            upload md/txt/html/pdf files, multipart (admin token) -> IngestReportOut
     POST /v1/documents/{id}/reingest, DELETE /v1/documents/{id}   (admin token) -> IngestReportOut
     GET  /health                  index size, model, backend, version
 
@@ -448,7 +448,8 @@ def create_api(service: Service) -> FastAPI:
 
     @api.post("/v1/documents", response_model=IngestReportOut, tags=["documents"])
     async def upload(request: Request, files: list[UploadFile] = File(...)) -> IngestReportOut:  # noqa: B008
-        """Add or update documents (.md .txt .html .pdf .docx; several `files` parts) and ingest them."""
+        """Add or update documents (.md .txt .html .pdf; several `files` parts) and ingest them; files that
+        cannot be loaded are listed under `skipped` in the report."""
         check_admin(request)
         limit = int(settings.max_file_mb * 1024 * 1024)
         if len(files) > MAX_UPLOAD_FILES:
