@@ -330,7 +330,8 @@ class Pipeline:
         backend: str | None = None,
         connections: bool = True,
     ) -> Iterator[StreamEvent]:
-        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded), then "final".
+        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded: the answer fell
+        back, or the claim check removed sentences), then "final".
 
         Any LLM failure, a cut stream, or an answer without a valid citation ends in the extractive
         answer with a notice: a partial generation is never presented as a complete answer. LLM
@@ -358,6 +359,7 @@ class Pipeline:
             t = time.perf_counter()
             timings["prepare"] = round((t - t0) * 1000, 1)  # pipeline overhead before the LLM is called
             parts: list[str] = []
+            removed: list[str] = []
             try:
                 for delta in self.llm_answerer.stream(state["standalone"], lang, result.hits):
                     if not parts:
@@ -365,6 +367,9 @@ class Pipeline:
                     parts.append(delta)
                     yield StreamEvent("token", delta)
                 text, removed = self._check_claims("".join(parts), lang, result.hits)
+                if removed:
+                    # The streamed text held sentences the final answer drops: consumers discard it.
+                    yield StreamEvent("reset")
                 answer = self.llm_answerer.finalize(question, lang, result.hits, text)
                 if answer is None:
                     notice = (UNSUPPORTED_FALLBACK_NOTICE if removed else NO_CITATION_NOTICE)[lang]
@@ -373,7 +378,7 @@ class Pipeline:
             except RagError as exc:
                 log.warning("LLM answer failed: %s", exc)
                 notice = FALLBACK_NOTICE[lang].format(reason=exc.message(lang).rstrip("."))
-            if answer is None and parts:
+            if answer is None and parts and not removed:
                 yield StreamEvent("reset")
             timings["answer"] = round((time.perf_counter() - t) * 1000, 1)
         if answer is None:
