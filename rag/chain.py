@@ -162,6 +162,8 @@ class Pipeline:
         lexicon: Lexicon | None,
         llm: ChatModel | None = None,
         prompts_dir: Path = PROMPTS_DIR,
+        *,
+        reranker: Any = "load",
     ) -> None:
         self.settings = settings
         self.loaded = loaded
@@ -169,7 +171,8 @@ class Pipeline:
         self.index = index
         self.lexicon = lexicon
         self.prompts_dir = prompts_dir
-        self.reranker = load_reranker(settings)
+        # An index swap (rag.service) builds a new Pipeline around the parts already loaded, reranker included.
+        self.reranker = load_reranker(settings) if reranker == "load" else reranker
         self.retriever = HybridRetriever(index, self.embedder, settings, lexicon, reranker=self.reranker)
         self.extractive = ExtractiveAnswerer(index, self.embedder, lexicon, min_evidence=settings.min_evidence)
         self.llm = llm
@@ -185,10 +188,13 @@ class Pipeline:
         *,
         sync_corpus: bool = False,
         progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+        loaded: LoadedEmbedder | None = None,
+        allow_empty: bool = False,
     ) -> Pipeline:
-        """Load the embedder and open the index; with `sync_corpus`, (re)build it from RAG_CORPUS_DIR first."""
-        loaded = load_embedder(settings)
-        index = Index.open(settings, must_exist=not sync_corpus)
+        """Load the embedder (unless given) and open the index; with `sync_corpus`, (re)build it from
+        RAG_CORPUS_DIR first."""
+        loaded = loaded or load_embedder(settings)
+        index = Index.open(settings, must_exist=not (sync_corpus or allow_empty))
         if sync_corpus:
             report = index.sync([Path(settings.corpus_dir)], loaded.embedder, progress=progress)
             log.info("Index in sync: %s", summarize(report))
@@ -419,8 +425,4 @@ class Pipeline:
 
 def summarize(report: IngestReport) -> str:
     """One line for logs and the CLI."""
-    return (
-        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks_embedded} chunks embedded, {report.total_chunks} chunks in the index"
-    )
+    return report.summary()

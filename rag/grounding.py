@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import RagError
+from rag.guard import defang_control_tokens
 from rag.text import is_stopword, split_sentences, strip_diacritics
 
 
@@ -118,8 +119,8 @@ def format_sources(sources: list[tuple[int, str, str]]) -> str:
     """
     blocks = []
     for n, header, text in sources:
-        header = " ".join(_neutralise(header).split())
-        body = _neutralise(text.strip())
+        header = " ".join(_neutralise(defang_control_tokens(header)).split())
+        body = _neutralise(defang_control_tokens(text.strip()))  # `<|im_start|>system` in a document stays text
         blocks.append(f'<source id="{int(n)}">\n{header}\n{body}\n</source>')
     return "\n\n".join(blocks)
 
