@@ -31,6 +31,7 @@ from rag.grounding import (
     remove_unsupported,
     render_prompt,
 )
+from rag.guard import scrub_answer
 from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
 from rag.llm import ChatModel, OpenAICompatibleClient
@@ -275,11 +276,17 @@ class Pipeline:
             return self.embedder.embed_documents(claims) @ self.embedder.embed_documents(sentences).T
 
         checks = check_claims(text, passages, lexicon=self.lexicon, english=lang == "en", similarity=similarity)
-        removed = [_MARKER_RE.sub("", c.text).strip() for c in checks if not c.supported]
-        if not removed:
+        dropped = [c for c in checks if not c.supported]
+        if not dropped:
             return text, []
+        # The notice quotes what was removed: through the output guard first (rag.guard, against the
+        # sources each sentence cited), so a secret or an injected canary the model echoed is not shown.
+        secrets = [getattr(self.llm, "_api_key", "") or ""]
+        removed = [scrub_answer(_MARKER_RE.sub("", c.text).strip(), [passages[n] for n in c.cited if n in passages],
+                                secrets=secrets).text for c in dropped]
+        # Logged scrubbed too (the raw sentence or its missing names may hold an echoed secret).
         log.info("Claim check removed %d of %d answer sentences: %s", len(removed), len(checks),
-                 [(c.text, c.missing, c.term_support, c.similarity) for c in checks if not c.supported])
+                 [(r, len(c.missing), c.term_support, c.similarity) for r, c in zip(removed, dropped, strict=True)])
         return remove_unsupported(text, checks), removed
 
     def _llm_rewrite(self, prompt: str, question: str, history: list[Turn]) -> str:
@@ -380,7 +387,7 @@ class Pipeline:
                 if answer is None:
                     notice = (UNSUPPORTED_FALLBACK_NOTICE if removed else NO_CITATION_NOTICE)[lang]
                 elif removed:
-                    notice = removed_notice(removed, lang)
+                    notice = " ".join(x for x in (removed_notice(removed, lang), answer.notice) if x)
             except RagError as exc:
                 log.warning("LLM answer failed: %s", exc)
                 notice = FALLBACK_NOTICE[lang].format(reason=exc.message(lang).rstrip("."))

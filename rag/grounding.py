@@ -407,8 +407,7 @@ def _name_supported(run: str, sentence: str, passage: _Passage, lexicon: Any) ->
 
 def _term_support(sentence: str, passage: _Passage, lexicon: Any, english: bool) -> float:
     """Share of the sentence's content words (lexicon phrases for English) found in the passage."""
-    plain = _MARKER.sub(" ", sentence)
-    plain = _NUMBER.sub(" ", plain)
+    plain = _MARKER.sub(" ", sentence)  # numbers are checked as anchors; digit-only tokens are skipped below
     total = found = 0.0
     if english and lexicon is not None:
         exp = lexicon.expand(plain)
