@@ -234,10 +234,10 @@ class Pipeline:
     def _connection_answer(
         self, question: str, history: list[Turn], filters: Filters | None, k: int | None, t0: float
     ) -> Answer | None:
-        """The connection finder's answer as an Answer (text = its Markdown sections, citations = its
+        """The connection finder's answer as an Answer (text = its sections as plain text, citations = its
         sources), when the question (with a follow-up, the question it follows) is a local business
         looking for a way in to Japan; None otherwise, or when the finder lists nothing."""
-        from rag.connect import build_connection_answer, province_phrase, render_markdown, sector_phrase
+        from rag.connect import build_connection_answer, province_phrase, render_text, sector_phrase
         from rag.entities import OLD_NEW_SEP, detect_question_entities
 
         q = nfc(question or "").strip()
@@ -258,7 +258,7 @@ class Pipeline:
         timings = {**found.timings_ms, "answer": round(found.timings_ms.get("total", 0.0)
                                                         - found.timings_ms.get("retrieve", 0.0), 1),
                    "total": round((time.perf_counter() - t0) * 1000, 1)}
-        return Answer(question=question, language=lang, text=render_markdown(found, lang, sources=False),
+        return Answer(question=question, language=lang, text=render_text(found, lang),
                       refused=False, backend="extractive", citations=found.sources, hits=found.hits,
                       timings_ms=timings)
 
