@@ -189,6 +189,27 @@ def test_vietnamese_letters_use_one_font_in_every_weight(page, app_url, weight):
 # ---------------------------------------------------------------- chat
 
 
+def test_chat_answer_bold_vietnamese_is_one_font(page, app_url):
+    """A real answer: its bold source titles (Vietnamese with tones) are drawn by one font."""
+    from playwright.sync_api import expect
+
+    from tests.test_ui import ENGINEERS_TITLE, QUESTION_VI
+
+    page.goto(app_url)
+    wait_loaded(page)
+    page.locator("#question textarea").fill(QUESTION_VI)
+    page.locator("#question textarea").press("Enter")
+    bot = page.locator("#chat").get_by_test_id("bot").first
+    expect(bot).to_contain_text(ENGINEERS_TITLE, timeout=90_000)
+    bold = bot.locator("strong", has_text=ENGINEERS_TITLE).first
+    expect(bold).to_be_visible()
+    bold.evaluate("(el) => el.id = 'bold-probe'")
+    fonts = _fonts_of(page, "#bold-probe")
+    assert len(fonts) == 1, fonts
+    screenshot(page, "chat.png")
+
+
+
 def test_long_question_bubble_shows_first_lines_and_full_text_reaches_the_service(page, app_url):
     from playwright.sync_api import expect
 
@@ -375,6 +396,13 @@ def test_connections_sources_are_a_list_and_the_overview_has_headers(page, app_u
     assert widths["Thực thể / Entity"] > widths["Số đoạn / Chunks"]
     assert widths["Thường đi cùng / Co-occurring"] > widths["Số đoạn / Chunks"]
     expect(table.locator("tbody tr").first).to_contain_text("/")
+    # Vietnamese in tables is drawn by the text font: no monospace font here has every Vietnamese letter.
+    families = page.evaluate(
+        "[...document.querySelectorAll('#connect-overview th *, #connect-overview td *')]"
+        ".map((el) => getComputedStyle(el).fontFamily)"
+    )
+    assert families and not [f for f in families if "Mono" in f or "monospace" in f.split(",")[0]], set(families)
+    page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "connections.png")
 
 
