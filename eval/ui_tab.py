@@ -1,10 +1,8 @@
-"""Gradio pieces for the evaluation tab and for chat feedback (imported by rag/ui.py only).
+"""The Evaluation tab (Gradio). It reaches the app as an entry point of the group `rag.ui_tabs`
+(pyproject.toml), so rag/ui.py never imports eval:
 
     with gr.Blocks() as demo:
-        with gr.Tab("Chat / Hỏi đáp"):
-            chatbot = gr.Chatbot(...)
-            chatbot.like(feedback_handler(pipeline, settings), inputs=chatbot, outputs=None)
-        build_eval_tab(pipeline, Path("eval/datasets"))
+        build_eval_tab(lambda: service.pipeline, Path("eval/datasets"))
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from eval.runner import (
     run_eval,
 )
 from rag.errors import RagError
+from rag.render import eval_row_markdown
 
 log = logging.getLogger(__name__)
 
@@ -100,34 +99,7 @@ def question_detail(out_dir: Path, config: str, qid: str) -> str:
             row = obj
     if row is None:
         return f"No result for `{qid}` in configuration `{config}`."
-    gold = row.get("gold", {})
-    esc = html.escape
-    parts = [
-        f"### `{esc(str(qid))}` — {esc(VARIANT_LABELS.get(gold.get('variant'), str(gold.get('variant'))))}, "
-        f"{esc(str(gold.get('category')))}",
-        f"**Question / Câu hỏi:** {esc(row.get('question', ''))}",
-        f"**Expected / Đáp án chuẩn:** {esc(gold.get('answer') or ('(not answerable)' if not gold.get('answerable') else '—'))}",
-        "**Answer / Trả lời" + (" (refused / từ chối)" if row.get("refused") else "") + ":**  \n"
-        + esc(row.get("answer", "")).replace("\n", "  \n"),
-    ]
-    if row.get("error"):
-        parts.append(f"{ICON_WARN} {esc(row['error'])}")
-    if row.get("citations"):
-        parts.append("**Sources / Nguồn**")
-        for c in row["citations"]:
-            parts.append(f"[{c.get('n')}] **{esc(c.get('title', ''))}** — {esc(c.get('source') or '?')}, "
-                         f"{esc(c.get('date') or '?')} (`{esc(c.get('chunk_id', ''))}`)  \n> {esc(c.get('quote', ''))}")
-    if gold.get("evidence"):
-        parts.append("**Evidence phrases / Bằng chứng:** " + " · ".join(f"“{esc(e)}”" for e in gold["evidence"]))
-    top = row.get("retrieved_at_10", [])
-    if top:
-        parts.append("**Top 10 passages / 10 đoạn đầu:** " + ", ".join(
-            f"{i}. `{esc(h['chunk_id'])}`{' ' + ICON_RELEVANT if h.get('relevant') else ''}" for i, h in enumerate(top, 1)))
-    metrics = row.get("metrics", {})
-    shown = [f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items() if v is not None]
-    parts.append("**Scores:** " + ", ".join(shown))
-    parts.append("**Latency (ms):** " + ", ".join(f"{k} {v:.0f}" for k, v in row.get("latency_ms", {}).items()))
-    return "\n\n".join(parts)
+    return eval_row_markdown(row, VARIANT_LABELS)
 
 
 @dataclass

@@ -380,6 +380,24 @@ def documents_reingest(
     typer.echo(report.summary())
 
 
+@app.command(short_help="Check that the index stores agree; say how to repair.")
+def check(home: HomeOpt = None) -> None:
+    """Verify that Chroma, both BM25 fields, chunks, entities and the manifest agree; say how to repair."""
+    service = _service(make_settings(home))
+    try:
+        problems = service.check()
+    except RagError as exc:
+        fail(exc)
+        return
+    if not problems:
+        typer.echo("The index is consistent: Chroma, BM25 (accented and plain), chunks, tokens, entities, "
+                   "vectors and the manifest agree.")
+        return
+    for problem in problems:
+        typer.echo(f"- {problem.message('en')}", err=True)
+    raise typer.Exit(code=1)
+
+
 @app.command(short_help="Start the web app: chat UI, HTTP API (/v1, /docs), /health.")
 def serve(home: HomeOpt = None) -> None:
     """Start the web app: chat UI, HTTP API (/v1, /docs) and health (same as `python app.py`)."""

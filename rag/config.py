@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         "against torch's on small machines, which doubled tail latency at 100k chunks.",
     )
 
+    max_file_mb: float = Field(20.0, gt=0, description="Files (and uploads) larger than this are skipped.")
+    max_pdf_pages: int = Field(1000, ge=1, description="PDFs with more pages are skipped.")
+    max_document_chars: int = Field(2_000_000, ge=1000, description="Documents whose text is longer are skipped.")
+    max_line_chars: int = Field(
+        100_000, ge=1000, description="Text with a longer line (minified data, not prose) is skipped."
+    )
+
     host: str = Field("127.0.0.1", description="Where the app listens; anything but loopback needs RAG_ADMIN_TOKEN.")
     port: int = 7860
 
@@ -77,7 +84,6 @@ class Settings(BaseSettings):
         SecretStr(""), description="Comma-separated keys accepted by the HTTP API (Bearer); empty = open API."
     )
     upload_dir: Path | None = Field(None, description="Where uploaded files are kept (default: <corpus_dir>/uploads).")
-    max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload, in MB.")
     write_lock_wait: float = Field(
         1.0, ge=0, description="Seconds a second writer waits for the index's writer lock before giving up."
     )

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
+from rag.guard import Limits
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
 from rag.types import Chunk
@@ -402,7 +404,7 @@ class Index:
         folder never drops the main corpus. Unchanged documents are not re-embedded.
         """
         report = IngestReport()
-        docs, report.skipped = load_paths(paths)
+        docs, report.skipped = load_paths(paths, Limits.from_settings(self.settings))
         if not docs and not report.skipped:
             # An empty folder is almost always a mistake; never treat it as "delete everything".
             raise BadInput(
@@ -511,6 +513,9 @@ class Index:
             col.upsert(
                 ids=[c.chunk_id for c in batch],
                 embeddings=vectors.tolist(),
+                # The chunk text travels with its vector, so another instance sharing a Chroma server can
+                # rebuild its keyword index from the server alone (rag.replica).
+                documents=[c.text for c in batch],
                 metadatas=[{**c.metadata(), **self._new_entities[c.chunk_id][1].as_metadata()} for c in batch],
             )
 
@@ -531,7 +536,15 @@ class Index:
             log.info("Repairing %d chunks missing from Chroma.", len(missing))
             self._embed_and_store(missing, embedder, progress)
 
-    def _write(self, chunks_now: dict[str, Chunk], docs_now: dict[str, Any], embedder: Embedder) -> None:
+    def _write(
+        self, chunks_now: dict[str, Chunk], docs_now: dict[str, Any], embedder: Embedder, *, generation: str = ""
+    ) -> None:
+        """Replace chunk store, tokens, entities, BM25, vectors and (last) the manifest.
+
+        `generation` identifies the index state; a new one is made for a local change and, with a Chroma
+        server, published beside the vectors so other instances notice it. A mirror (rag.replica) passes
+        the server's generation and publishes nothing.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         token_cache = self._load_token_cache()
         ids = list(chunks_now)
@@ -598,7 +611,10 @@ class Index:
         self._new_vectors = {}
         self.entities = {cid: entity_cache[cid][1] for cid in ids}
         self._new_entities = {}
-        manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now}
+        manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now,
+                    "generation": generation or uuid.uuid4().hex}
+        if self.settings.chroma_host and not generation:
+            publish_state(self.settings, manifest)
         _atomic_write(self.settings.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
         self.manifest = manifest
         self.chunks = chunks_now
@@ -628,6 +644,41 @@ class Index:
                     d = json.loads(line)
                     cache[d["chunk_id"]] = (d["key"], d["tokens"].split())
         return cache
+
+
+STATE_ID = "manifest"
+
+
+def state_collection(settings: Settings) -> Any:
+    """The small Chroma collection beside the vectors that holds the published manifest (server mode)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                 settings=ChromaSettings(anonymized_telemetry=False))
+    return client.get_or_create_collection(f"{settings.collection}_state", embedding_function=None)
+
+
+def publish_state(settings: Settings, manifest: dict[str, Any]) -> None:
+    """Publish the manifest (documents, hashes, chunk ids, generation) for other instances to mirror."""
+    state_collection(settings).upsert(
+        ids=[STATE_ID], documents=[json.dumps(manifest, ensure_ascii=False)], embeddings=[[0.0]],
+        metadatas=[{"generation": manifest["generation"]}],
+    )
+
+
+def read_state(settings: Settings) -> dict[str, Any] | None:
+    """The manifest last published on the Chroma server, or None if nothing was published yet."""
+    got = state_collection(settings).get(ids=[STATE_ID], include=["documents"])
+    docs = got.get("documents") or []
+    return json.loads(docs[0]) if docs else None
+
+
+def read_generation(settings: Settings) -> str:
+    """The published generation only (cheap: no manifest body), "" if none."""
+    got = state_collection(settings).get(ids=[STATE_ID], include=["metadatas"])
+    metas = got.get("metadatas") or []
+    return str(metas[0].get("generation", "")) if metas else ""
 
 
 def _now_iso() -> str:

@@ -30,14 +30,15 @@ def is_loopback(host: str) -> bool:
 
 
 def gradio_options(settings: Settings) -> dict[str, Any]:
-    """Defensive Gradio settings: no SSR (no Node server), errors as sentences, uploads capped, and none of
-    RAG_HOME or the corpus reachable through Gradio's file routes."""
-    return {
-        "ssr_mode": False,
-        "show_error": False,
-        "max_file_size": f"{settings.max_upload_mb:g}mb",
-        "blocked_paths": [str(settings.home.resolve()), str(settings.corpus_dir.resolve())],
-    }
+    """Defensive Gradio settings for `mount_gradio_app` — the same as `rag.ui.launch_options` (no SSR,
+    no analytics, uploads capped, RAG_HOME and the corpus blocked from Gradio's file routes) minus what
+    only `launch` takes (host, port, share)."""
+    from rag.ui import launch_options
+
+    options = launch_options(settings)
+    for key in ("server_name", "server_port", "share"):
+        options.pop(key, None)
+    return options
 
 
 def create_app(service: Service) -> Any:

@@ -18,6 +18,7 @@ What it adds on top of `rag.chain.Pipeline`:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import re
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
-from rag.errors import AccessDenied, BadInput, IndexMissing, RagError
+from rag.errors import AccessDenied, BadInput, IndexBusy, IndexMissing, RagError
 from rag.lock import writer_lock
 from rag.schema import DocumentInfo, IngestReportOut, SkippedOut, Status
 
@@ -89,7 +90,7 @@ class Service:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._loaded_embedder: Any = None
-        self._generation: tuple[int, int] | None = None
+        self._generation: Any = None
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self.ingest_running = threading.Event()
@@ -127,31 +128,56 @@ class Service:
         with self._load_lock:
             if self._pipeline is not None:
                 return
+            if self.server_mode and self._factory is None:
+                from rag.replica import mirror
 
-            if sync_corpus:
-                corpus = Path(self.settings.corpus_dir)
                 try:
                     with writer_lock(self.settings.home, self.settings.write_lock_wait):
-                        pipeline = self._make_pipeline(sync_corpus=corpus.exists())
-                except RagError as exc:
-                    if exc.__class__.__name__ != "IndexBusy":
-                        raise
+                        mirror(self.settings, self._embedder().embedder)  # what other instances ingested
+                except IndexBusy:
+                    log.warning("The local cache is being written by another process; mirroring later.")
+            corpus = Path(self.settings.corpus_dir)
+            pipeline = None
+            if sync_corpus and corpus.exists():
+                try:
+                    with self._exclusive():
+                        pipeline = self._make_pipeline(sync_corpus=True)
+                except IndexBusy:
                     # Someone else is writing: serve what is built; the watcher picks up their result.
                     log.warning("Another process is ingesting; opening the index as it is.")
-                    pipeline = self._make_pipeline(sync_corpus=False)
-            else:
-                pipeline = self._make_pipeline(sync_corpus=False)
-            self._generation = self._disk_generation()
+                except BadInput as exc:  # e.g. an empty corpus folder: documents may come by upload
+                    log.warning("Corpus not indexed: %s", exc.message("en"))
+            if pipeline is None:
+                pipeline = self._make_pipeline(sync_corpus=False, allow_empty=sync_corpus)
+            self._generation = self._current_generation()
             self._pipeline = pipeline
             self._loaded_embedder = pipeline.loaded
         pipeline.warm_up()
 
-    def _make_pipeline(self, *, sync_corpus: bool) -> Pipeline:
+    def _make_pipeline(self, *, sync_corpus: bool, allow_empty: bool = False) -> Pipeline:
         if self._factory is not None:
             return self._factory(self.settings)
         from rag.chain import Pipeline
 
-        return Pipeline.from_settings(self.settings, sync_corpus=sync_corpus)
+        return Pipeline.from_settings(self.settings, sync_corpus=sync_corpus, loaded=self._embedder(),
+                                      allow_empty=allow_empty)
+
+    @property
+    def server_mode(self) -> bool:
+        """Whether the vectors live on a `chroma run` server shared with other instances."""
+        return bool(self.settings.chroma_host)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The writer lock of this RAG_HOME, plus the server-wide lease when instances share a Chroma server."""
+        with writer_lock(self.settings.home, self.settings.write_lock_wait):
+            if not self.server_mode:
+                yield
+                return
+            from rag.replica import server_lease
+
+            with server_lease(self.settings):
+                yield
 
     @property
     def pipeline(self) -> Pipeline:
@@ -264,10 +290,14 @@ class Service:
         """Run `change` on a freshly opened index under the writer lock, then swap it in for readers."""
         from rag.index import Index
 
-        with writer_lock(self.settings.home, self.settings.write_lock_wait):
+        with self._exclusive():
             self.ingest_running.set()
             try:
                 loaded = self._embedder()
+                if self.server_mode:
+                    from rag.replica import mirror
+
+                    mirror(self.settings, loaded.embedder)  # start from what other instances wrote
                 # Open from disk inside the lock: another process may have written since we loaded.
                 index = Index.open(self.settings, must_exist=False)
                 report = change(index, loaded.embedder)
@@ -279,7 +309,7 @@ class Service:
 
     def _swap(self, index: Index) -> None:
         """Readers move to `index` in one assignment: a query uses either the old or the new one, whole."""
-        self._generation = self._disk_generation()
+        self._generation = self._current_generation()
         old = self._pipeline
         if old is None:
             return
@@ -289,8 +319,17 @@ class Service:
             self.settings, old.loaded, index, old.lexicon, old.llm, old.prompts_dir, reranker=old.reranker
         )
 
-    def _disk_generation(self) -> tuple[int, int] | None:
-        """What identifies the index's current state on disk: the manifest (written last, atomically)."""
+    def _current_generation(self) -> Any:
+        """What identifies the index's current state: the generation published on the Chroma server, or
+        locally the manifest file (written last, atomically)."""
+        if self.server_mode:
+            from rag.replica import remote_generation
+
+            try:
+                return remote_generation(self.settings)
+            except Exception as exc:  # server unreachable: keep serving what we have
+                log.warning("Chroma server unreachable while checking for changes (%s)", exc)
+                return self._generation
         try:
             st = self.settings.manifest_path.stat()
         except OSError:
@@ -298,22 +337,27 @@ class Service:
         return (st.st_mtime_ns, st.st_size)
 
     def refresh_if_changed(self) -> bool:
-        """Reopen the index if another process changed it since we loaded it. True if it was reloaded."""
+        """Reopen the index if another process (or instance) changed it since we loaded it. True if reloaded."""
         if self._pipeline is None or self.ingest_running.is_set():
             return False
-        current = self._disk_generation()
+        current = self._current_generation()
         if current is None or current == self._generation:
             return False
         from rag.index import Index
 
         try:
+            if self.server_mode:
+                from rag.replica import mirror
+
+                with writer_lock(self.settings.home, 0.0):  # the local cache has one writer too
+                    mirror(self.settings, self._pipeline.embedder)
             index = Index.open(self.settings)
-        except (RagError, OSError, ValueError) as exc:  # mid-write by another process: try again next tick
+        except (RagError, OSError, ValueError) as exc:  # mid-write elsewhere: try again next tick
             log.info("Index changed but could not be reopened yet (%s)", exc)
             return False
         self._swap(index)
         self._generation = current
-        log.info("Reloaded the index changed by another process: %d chunks.", len(index.chunks))
+        log.info("Reloaded the index another process changed: %d chunks.", len(index.chunks))
         return True
 
     def _watch(self) -> None:
@@ -394,12 +438,12 @@ class Service:
         if not files:
             raise BadInput("No file was uploaded.", "Chưa có tệp nào được tải lên.")
         checked = [(safe_upload_name(name), data) for name, data in files]
-        limit = int(self.settings.max_upload_mb * 1024 * 1024)
+        limit = int(self.settings.max_file_mb * 1024 * 1024)
         for name, data in checked:
             if len(data) > limit:
                 raise BadInput(
-                    f"{name} is larger than {self.settings.max_upload_mb:g} MB; nothing was changed.",
-                    f"{name} lớn hơn {self.settings.max_upload_mb:g} MB; chưa có gì thay đổi.",
+                    f"{name} is larger than {self.settings.max_file_mb:g} MB; nothing was changed.",
+                    f"{name} lớn hơn {self.settings.max_file_mb:g} MB; chưa có gì thay đổi.",
                 )
             if not data.strip():
                 raise BadInput(f"{name} is empty; nothing was changed.", f"{name} trống; chưa có gì thay đổi.")
@@ -422,6 +466,13 @@ class Service:
             return self._write(change)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def check(self) -> list[Any]:
+        """Invariant problems of the index on disk (rag.check): [] when Chroma, both BM25 fields, chunks,
+        tokens, entities, vectors and the manifest agree."""
+        from rag.check import check_index
+
+        return check_index(self.settings)
 
     # ------------------------------------------------------------------ access
     @property

@@ -17,6 +17,7 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import RagError
+from rag.render import answer_markdown, escape_inline, partial_markdown
 from rag.retrieve import Filters
 from rag.schema import answer_json
 from rag.service import WARMING_UP, Service
@@ -90,24 +91,8 @@ GENERIC_ERROR = {
 
 
 def render_answer(answer: Answer, model: str = "") -> str:
-    """Markdown: the answer, then its numbered sources with outlet, date and the quoted passage."""
-    parts = []
-    if answer.notice:
-        parts.append(f"> ⚠️ {answer.notice}\n")
-    # Plain text, not HTML-escaped: Gradio sanitises HTML itself, and entities would leak into the API.
-    parts.append(answer.text.replace("\n", "  \n"))
-    if answer.citations:
-        heading = "Nguồn" if answer.language == "vi" else "Sources"
-        parts.append(f"\n**{heading}**")
-        unknown = "không rõ" if answer.language == "vi" else "unknown"
-        for c in answer.citations:
-            meta = " · ".join(x for x in (c.chunk.source or unknown, c.chunk.date or unknown))
-            parts.append(f"\n[{c.n}] **{c.chunk.title}** — {meta}  \n> {c.quote}")
-    backend = "trích dẫn (offline)" if answer.language == "vi" else "extractive (offline)"
-    if answer.backend == "llm":
-        backend = f"LLM {model}".strip()
-    parts.append(f"\n<sub>{backend} · {answer.timings_ms.get('total', 0):.0f} ms</sub>")
-    return "\n".join(parts)
+    """Markdown for the chat (see `rag.render.answer_markdown`: document and LLM text made safe)."""
+    return answer_markdown(answer, model)
 
 
 def question_preview(text: str, max_lines: int = PREVIEW_LINES, max_chars: int = PREVIEW_CHARS) -> str:
@@ -161,7 +146,7 @@ class ChatHandler:
             for event in self.service.stream(message or "", history=_turns(history), filters=filters):
                 if event.kind == "token":
                     partial += event.text
-                    yield partial + " ▌"
+                    yield partial_markdown(partial) + " ▌"
                 elif event.kind == "reset":
                     partial = ""
                     yield "…"
@@ -169,9 +154,9 @@ class ChatHandler:
                     yield render_answer(event.answer, self.service.llm_name)
         except RagError as exc:
             if not (message or "").strip():
-                yield f"{exc.message('vi')} / {exc.message('en')}"
+                yield escape_inline(f"{exc.message('vi')} / {exc.message('en')}")
             else:
-                yield exc.message(lang)
+                yield escape_inline(exc.message(lang))
         except Exception:
             log.exception("Unexpected error while answering")
             yield GENERIC_ERROR[lang]
@@ -291,7 +276,7 @@ def build_ui(service: Service):
     import gradio as gr
 
     handler = ChatHandler(service)
-    with gr.Blocks(title="Hỏi đáp Hợp tác Việt Nam – Nhật Bản") as demo:
+    with gr.Blocks(title="Hỏi đáp Hợp tác Việt Nam – Nhật Bản", analytics_enabled=False) as demo:
         gr.Markdown(
             "## Trợ lý hỏi đáp hợp tác Việt Nam – Nhật Bản · Vietnam–Japan cooperation assistant\n"
             "Hỏi bằng tiếng Việt (có hoặc không dấu) hoặc tiếng Anh; mỗi câu trả lời đều kèm nguồn. "
@@ -369,6 +354,26 @@ def build_ui(service: Service):
 
         gr.api(handler.ask_api, api_name="ask")
     return demo
+
+
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """Defensive `Blocks.launch` arguments: no SSR (no Node server rendering untrusted text), no
+    analytics or share links, an upload size cap, and RAG_HOME and the corpus blocked from Gradio's
+    file routes (`/gradio_api/file=…`) whatever Gradio's defaults allow."""
+    blocked = sorted({str(Path(p).resolve()) for p in (settings.home, settings.corpus_dir)})
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "show_error": False,
+        "ssr_mode": False,
+        "share": False,
+        "max_file_size": int(settings.max_file_mb * 1024 * 1024),
+        "blocked_paths": blocked,
+        "allowed_paths": [],
+        "enable_monitoring": False,
+        "mcp_server": False,
+        "pwa": False,
+    }
 
 
 def launch(settings: Settings, **kwargs: Any) -> None:

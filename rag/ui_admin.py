@@ -4,8 +4,7 @@ Thin UI over `Service.add_files / documents / reingest / delete_document`; every
 token through the service. Without RAG_ADMIN_TOKEN the tab says how to enable it and changes nothing.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Gradio finds the gr.SelectData parameter by its runtime annotation.
 import logging
 from pathlib import Path
 from typing import Any

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rag.connect import HEADERS, render_markdown
+from rag.connect import HEADERS
 from rag.entities import KIND_LABELS, default_gazetteer
 from rag.errors import RagError
+from rag.render import connection_markdown, escape_inline
 from rag.text import answer_language, detect_language, nfc, strip_diacritics
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,11 @@ def connect_markdown(service: Any, province: str | None, sector: str | None, que
     try:
         answer = service.connect(question, province=province, sector=sector, lang=lang)
     except RagError as exc:
-        return exc.message(lang)
+        return escape_inline(exc.message(lang))
     except Exception:
         log.exception("Unexpected error in the connection finder")
         return GENERIC_ERROR[lang]
-    return with_source_list(render_markdown(answer, lang), answer, lang)
+    return with_source_list(connection_markdown(answer, lang), answer, lang)
 
 
 def with_source_list(markdown: str, answer: Any, lang: str) -> str:
@@ -80,13 +81,8 @@ def with_source_list(markdown: str, answer: Any, lang: str) -> str:
     lines = [heading, ""]
     for c in sources:
         meta = ", ".join(x for x in (c.chunk.source, c.chunk.date) if x) or MISSING[lang]
-        lines.append(f"{c.n}. {_md_text(c.chunk.title)} — {_md_text(meta)}")
+        lines.append(f"{c.n}. {escape_inline(c.chunk.title)} — {escape_inline(meta)}")
     return f"{body}\n\n" + "\n".join(lines)
-
-
-def _md_text(text: str) -> str:
-    """Text that Markdown shows as written (no emphasis, links or list markers from the document)."""
-    return "".join("\\" + ch if ch in "\\`*_[]<>#|" else ch for ch in text)
 
 
 def overview_rows(service: Any) -> list[dict]:

@@ -31,7 +31,8 @@ def _text(content: Any) -> str:
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", html.unescape(text))
+    # Shown text is rendered Markdown (rag.render escapes with backslashes): compare without them.
+    return re.sub(r"[\s\\]+", "", html.unescape(text))
 
 
 def feedback_handler(

@@ -1,0 +1,156 @@
+"""Faults as property tests: ingest killed at random points, a full disk, a Chroma server that stops.
+
+After each fault the invariant check (`rag.check.check_index`) must pass once ingest has run again, and
+no document may be missing or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.check import Problem, check_index
+from tests.conftest import CORPUS, REPO, make_settings
+
+pytestmark = pytest.mark.slow
+
+RUNS = 20
+SEED = 20251202
+
+
+def _small_docs() -> dict[str, str]:
+    """Ten small documents cut from the seed corpus (two halves of each article's body)."""
+    from rag.load import load_file
+
+    docs = {}
+    for path in sorted(CORPUS.glob("*.md")):
+        paragraphs = [p for p in load_file(path).text.split("\n\n") if p.strip()]
+        half = max(1, len(paragraphs) // 2)
+        for i, part in enumerate((paragraphs[:half], paragraphs[half : half + 4])):
+            if part:
+                docs[f"{path.stem[:24].rstrip('-')}-{i}"] = "\n\n".join(part[:4])
+    return docs
+
+
+def _write_corpus(folder: Path, docs: dict[str, str], names: list[str], revision: dict[str, int]) -> None:
+    for old in folder.glob("*.md"):
+        if old.stem not in names:
+            old.unlink()
+    for name in names:
+        text = docs[name] + (f"\n\nCập nhật lần {revision[name]}." if revision.get(name) else "")
+        (folder / f"{name}.md").write_text(f"---\ntitle: {name}\n---\n{text}\n", encoding="utf-8")
+
+
+class ForkServer:
+    """tests/fault_worker.py: forks one ingest process per request, reports its pid and wait status."""
+
+    def __init__(self, scratch: Path) -> None:
+        env_python = sys.executable
+        self.proc = subprocess.Popen(
+            [env_python, "-m", "tests.fault_worker", str(scratch)], cwd=REPO, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert json.loads(self.proc.stdout.readline()).get("ready")
+
+    def start(self, home: Path, corpus: Path) -> int:
+        self.proc.stdin.write(json.dumps({"home": str(home), "corpus": str(corpus)}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["pid"]
+
+    def wait(self) -> int:
+        return json.loads(self.proc.stdout.readline())["status"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _assert_consistent(home: Path, corpus: Path, embedder) -> None:
+    """Re-run ingest (in this process, on a copy) and check invariants and the document set."""
+    from rag.index import Index
+
+    settings = make_settings(home, corpus_dir=corpus)
+    Index.open(settings, must_exist=False).sync([corpus], embedder)
+    problems = check_index(settings)
+    assert problems == [], [p.message() for p in problems]
+    manifest = json.loads(settings.manifest_path.read_text(encoding="utf-8"))
+    expected = sorted(p.stem for p in corpus.glob("*.md"))
+    assert sorted(manifest["docs"]) == expected  # nothing missing, nothing extra
+    chunks = [json.loads(line) for line in (home / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted({c["doc_id"] for c in chunks}) == expected
+    assert len({(c["doc_id"], c["position"]) for c in chunks}) == len(chunks)  # no chunk twice
+
+
+def test_ingest_killed_at_random_points_recovers(tmp_path, embedder):
+    rng = random.Random(SEED)
+    docs = _small_docs()
+    names = sorted(docs)
+    corpus, home = tmp_path / "corpus", tmp_path / "home"
+    corpus.mkdir()
+    current = names[:6]
+    revision: dict[str, int] = {}
+    _write_corpus(corpus, docs, current, revision)
+    server = ForkServer(tmp_path / "scratch")
+    try:
+        t0 = time.monotonic()
+        server.start(home, corpus)
+        assert server.wait() == 0  # a complete first build; its duration calibrates the kill points
+        full = time.monotonic() - t0
+        killed = 0
+        for run in range(RUNS):
+            # Change the corpus: edit one document, add one, remove one (seeded).
+            edit = rng.choice(current)
+            revision[edit] = revision.get(edit, 0) + 1
+            spare = [n for n in names if n not in current]
+            if spare and rng.random() < 0.7:
+                current.append(rng.choice(spare))
+            if len(current) > 4 and rng.random() < 0.5:
+                current.remove(rng.choice([n for n in current if n != edit]))
+            _write_corpus(corpus, docs, current, revision)
+            pid = server.start(home, corpus)
+            time.sleep(rng.uniform(0.0, 0.6 * full))  # incremental runs are shorter than the first build
+            try:
+                import os
+
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            status = server.wait()
+            killed += int(status != 0)
+            verify = tmp_path / f"verify-{run}"
+            shutil.copytree(home, verify)
+            _assert_consistent(verify, corpus, embedder)
+            shutil.rmtree(verify)
+        assert killed >= RUNS // 4, f"only {killed} of {RUNS} runs were interrupted; the kill points miss ingest"
+    finally:
+        server.close()
+
+
+def test_check_reports_each_broken_store_with_a_repair(tmp_path, seed_home):
+    home = tmp_path / "home"
+    shutil.copytree(seed_home, home)
+    settings = make_settings(home)
+    assert check_index(settings) == []
+    lines = (home / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    (home / "chunks.jsonl").write_text("\n".join([*lines, lines[0]]) + "\n", encoding="utf-8")  # a duplicate
+    (home / "bm25" / "plain" / "ids.json").write_text(json.dumps(["x"]), encoding="utf-8")
+    (home / "entities.jsonl").unlink()
+    problems = check_index(settings)
+    text = " | ".join(p.message() for p in problems)
+    assert "chunks.jsonl" in text and "duplicated" in text
+    assert "BM25 field 'plain'" in text and "entities.jsonl is missing" in text
+    assert all(isinstance(p, Problem) and "rag ingest" in p.message() and "rag ingest" in p.message("vi")
+               for p in problems)
+    # Chroma out of step with the chunk store is reported too.
+    from rag.index import Index
+
+    Index(settings).collection().delete(ids=[json.loads(lines[0])["chunk_id"]])
+    assert any("Chroma" in p.message() for p in check_index(settings))
