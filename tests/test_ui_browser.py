@@ -327,6 +327,7 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
             wait_loaded(page)
             page.get_by_role("tab", name="Evaluation / Đánh giá").click()
             expect(page.locator("#eval-progress-bar")).to_be_visible(timeout=10_000)
+            expect(page.locator("#eval-configs")).to_contain_text("bm25")  # the job's choices, not the defaults
             expect(count).to_have_text(re.compile(r"^\d+ / 250$"))
             assert int(count.inner_text().split("/")[0]) >= before
             assert page.locator("#eval-progress-bar").get_attribute("max") == "250"
@@ -345,7 +346,8 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
             assert "Refusal accuracy" in " ".join(headers.all_inner_texts())
             assert _words_split_across_lines(page, "#eval-table th") == []
 
-            assert "\ufe0f" not in status.inner_text()
+            tab_text = page.locator("#eval-status").inner_text() + page.locator("#eval-detail").inner_text()
+            assert "\ufe0f" not in tab_text and "\u2705" not in tab_text  # emoji need an emoji font
             assert status.inner_text().startswith("✓")
             assert len(_fonts_of(page, "#eval-status p")) == 1, _fonts_of(page, "#eval-status p")
             screenshot(page, "evaluation.png")
