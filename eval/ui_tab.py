@@ -44,9 +44,7 @@ PLOT_FILES = (
 # Plain-text symbols every font stack here has (DejaVu Sans, Segoe UI, …): no emoji font needed.
 ICON_OK = "✓"
 ICON_FAIL = "✗"
-ICON_WARN = "⚠"
 ICON_RUNNING = "⟳"
-ICON_RELEVANT = "✓"
 ALREADY_RUNNING = "Một lượt đánh giá đang chạy / An evaluation is already running."
 _INTRO = (
     "Chạy bộ câu hỏi chuẩn qua trợ lý và chấm điểm câu trả lời. / Run a gold question set through the assistant "
@@ -270,15 +268,17 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             return progress_html(job), "", gr.Timer(active=True), None
 
         def on_poll(seen_id: int | None):
-            """Follow the app's job: progress while it runs; its results once when it has ended."""
+            """Follow the app's job: progress while it runs; its results once when it has ended. The
+            dataset and configuration pickers show the job's (a reloaded page starts with the defaults)."""
             job = jobs.job
             if job is None:
-                return "", gr.Timer(active=False), seen_id, *idle
+                return "", gr.Timer(active=False), seen_id, gr.skip(), gr.skip(), *idle
+            picked = (gr.update(value=job.dataset), gr.update(value=list(job.configs)))
             if job.running:
-                return progress_html(job), gr.Timer(active=True), seen_id, *idle
+                return progress_html(job), gr.Timer(active=True), seen_id, *picked, *idle
             if seen_id == id(job):
-                return "", gr.Timer(active=False), seen_id, *idle
-            return "", gr.Timer(active=False), id(job), *results(job)
+                return "", gr.Timer(active=False), seen_id, gr.skip(), gr.skip(), *idle
+            return "", gr.Timer(active=False), id(job), *picked, *results(job)
 
         def on_pick(out: str, cfg: str | None, qid: str | None) -> str:
             if not out or not cfg or not qid:
@@ -290,7 +290,7 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             return gr.update(choices=ids, value=ids[0] if ids else None)
 
         run.click(on_run, [dataset, configs], [progress, status, timer, seen], api_visibility="private")
-        poll_outputs = [progress, timer, seen, *result_outputs]
+        poll_outputs = [progress, timer, seen, dataset, configs, *result_outputs]
         timer.tick(on_poll, seen, poll_outputs, api_visibility="private", show_progress="hidden")
         # A page opened (or reloaded) while a run is going re-attaches to it; so does opening the tab.
         tab.select(on_poll, seen, poll_outputs, api_visibility="private", show_progress="hidden")

@@ -174,7 +174,7 @@ def eval_row_markdown(row: Mapping[str, Any], variant_labels: Mapping[str, str] 
         + escape_text(str(row.get("answer", ""))),
     ]
     if row.get("error"):
-        parts.append(f"⚠️ {e(str(row['error']))}")
+        parts.append(f"⚠ {e(str(row['error']))}")  # text symbols: no emoji font needed
     if row.get("citations"):
         parts.append("**Sources / Nguồn**")
         for c in row["citations"]:
@@ -186,7 +186,7 @@ def eval_row_markdown(row: Mapping[str, Any], variant_labels: Mapping[str, str] 
     top = row.get("retrieved_at_10", [])
     if top:
         parts.append("**Top 10 passages / 10 đoạn đầu:** " + ", ".join(
-            f"{i}. {e(str(h.get('chunk_id', '')))}{' ✅' if h.get('relevant') else ''}" for i, h in enumerate(top, 1)))
+            f"{i}. {e(str(h.get('chunk_id', '')))}{' ✓' if h.get('relevant') else ''}" for i, h in enumerate(top, 1)))
     metrics = row.get("metrics", {}) or {}
     shown = [f"{e(str(k))}: {v:.2f}" if isinstance(v, float) else f"{e(str(k))}: {e(str(v))}"
              for k, v in metrics.items() if v is not None]

@@ -54,13 +54,16 @@ EXAMPLES = [
 FONT_STACK = ("Segoe UI", "Noto Sans", "DejaVu Sans", "-apple-system", "BlinkMacSystemFont", "system-ui",
               "sans-serif")
 FONT_STACK_MONO = ("Consolas", "Noto Sans Mono", "DejaVu Sans Mono", "Menlo", "ui-monospace", "monospace")
-# Page CSS: the compact notice row, headers that wrap between words only, readable Connections columns.
+# Page CSS: the compact notice row; table headers that wrap between words only; tables in the text font
+# (Gradio's tables use the monospace one, and no monospace font here has every Vietnamese letter: DejaVu
+# Sans Mono lacks 46 of them, e.g. ả ấ ầ, which then render as a letter plus a misplaced accent).
 CSS = """
 #notices-row { align-items: center; gap: 4px; padding: 2px 8px; min-height: 0; }
 #notices-row .prose, #notices { font-size: 0.85rem; line-height: 1.3; }
 #notices p { margin: 0; }
 #notices-dismiss { flex-grow: 0; min-width: 2.2em; max-width: 2.6em; padding: 0 4px; }
 th, th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual !important; }
+th, td { font-family: var(--font) !important; }
 """
 # A link to "#models" opens the (closed) Models accordion and scrolls to it: a plain anchor cannot open it.
 HEAD = """<script>

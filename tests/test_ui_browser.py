@@ -189,6 +189,27 @@ def test_vietnamese_letters_use_one_font_in_every_weight(page, app_url, weight):
 # ---------------------------------------------------------------- chat
 
 
+def test_chat_answer_bold_vietnamese_is_one_font(page, app_url):
+    """A real answer: its bold source titles (Vietnamese with tones) are drawn by one font."""
+    from playwright.sync_api import expect
+
+    from tests.test_ui import ENGINEERS_TITLE, QUESTION_VI
+
+    page.goto(app_url)
+    wait_loaded(page)
+    page.locator("#question textarea").fill(QUESTION_VI)
+    page.locator("#question textarea").press("Enter")
+    bot = page.locator("#chat").get_by_test_id("bot").first
+    expect(bot).to_contain_text(ENGINEERS_TITLE, timeout=90_000)
+    bold = bot.locator("strong", has_text=ENGINEERS_TITLE).first
+    expect(bold).to_be_visible()
+    bold.evaluate("(el) => el.id = 'bold-probe'")
+    fonts = _fonts_of(page, "#bold-probe")
+    assert len(fonts) == 1, fonts
+    screenshot(page, "chat.png")
+
+
+
 def test_long_question_bubble_shows_first_lines_and_full_text_reaches_the_service(page, app_url):
     from playwright.sync_api import expect
 
@@ -306,6 +327,7 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
             wait_loaded(page)
             page.get_by_role("tab", name="Evaluation / Đánh giá").click()
             expect(page.locator("#eval-progress-bar")).to_be_visible(timeout=10_000)
+            expect(page.locator("#eval-configs")).to_contain_text("bm25")  # the job's choices, not the defaults
             expect(count).to_have_text(re.compile(r"^\d+ / 250$"))
             assert int(count.inner_text().split("/")[0]) >= before
             assert page.locator("#eval-progress-bar").get_attribute("max") == "250"
@@ -324,9 +346,84 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
             assert "Refusal accuracy" in " ".join(headers.all_inner_texts())
             assert _words_split_across_lines(page, "#eval-table th") == []
 
-            assert "\ufe0f" not in status.inner_text()
+            tab_text = page.locator("#eval-status").inner_text() + page.locator("#eval-detail").inner_text()
+            assert "\ufe0f" not in tab_text and "\u2705" not in tab_text  # emoji need an emoji font
             assert status.inner_text().startswith("✓")
             assert len(_fonts_of(page, "#eval-status p")) == 1, _fonts_of(page, "#eval-status p")
             screenshot(page, "evaluation.png")
         finally:
             context.close()
+
+
+# ---------------------------------------------------------------- connections tab
+
+
+def test_connections_sources_are_a_list_and_the_overview_has_headers(page, app_url, service):
+    from playwright.sync_api import expect
+
+    from rag.ui_connect import OVERVIEW_HEADERS
+
+    expected = service.connect(None, province="Phú Thọ", sector="semiconductors", lang="vi")
+    assert expected.sources, "the seed corpus should give sources for this query"
+    page.goto(app_url)
+    wait_loaded(page)
+    page.get_by_role("tab", name="Kết nối / Connections").click()
+    page.locator("#connect-province input").fill("Phú Thọ")
+    page.locator("#connect-province input").press("Enter")
+    page.locator("#connect-province input").press("Escape")
+    page.locator("#connect-sector input").press_sequentially("ban dan", delay=30)
+    expect(page.get_by_role("option")).to_have_count(1)
+    page.get_by_role("option").first.click()
+    page.locator("#connect-button").click()
+
+    output = page.locator("#connect-output")
+    expect(output).to_contain_text("Nguồn", timeout=60_000)
+    items = output.locator("ol > li")
+    expect(items).to_have_count(len(expected.sources))
+    for li, c in zip(items.all(), expected.sources, strict=True):
+        text = li.inner_text()
+        assert text.startswith(c.chunk.title), text
+        assert c.chunk.source in text and c.chunk.date in text
+    text = output.inner_text()
+    assert not any(c.chunk.chunk_id in text for c in expected.sources)
+
+    page.get_by_text("Tổng quan thực thể trong tài liệu / Entities in the documents").click()
+    table = page.locator("#connect-overview")
+    headers = table.locator("th")
+    expect(headers.first).to_be_visible()
+    texts = [" ".join(t.split()) for t in headers.all_inner_texts()]
+    assert [t for t in texts if t] == OVERVIEW_HEADERS, texts
+    assert _words_split_across_lines(page, "#connect-overview th") == []
+    widths = {t: headers.nth(i).bounding_box()["width"] for i, t in enumerate(texts) if t}
+    assert widths["Thực thể / Entity"] > widths["Số đoạn / Chunks"]
+    assert widths["Thường đi cùng / Co-occurring"] > widths["Số đoạn / Chunks"]
+    expect(table.locator("tbody tr").first).to_contain_text("/")
+    # Vietnamese in tables is drawn by the text font: no monospace font here has every Vietnamese letter.
+    families = page.evaluate(
+        "[...document.querySelectorAll('#connect-overview th *, #connect-overview td *')]"
+        ".map((el) => getComputedStyle(el).fontFamily)"
+    )
+    assert families and not [f for f in families if "Mono" in f or "monospace" in f.split(",")[0]], set(families)
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot(page, "connections.png")
+
+
+def test_sector_suggestions_follow_typing(page, app_url):
+    """Typing part of a sector name (with or without tones, Vietnamese or English) narrows the choices."""
+    from playwright.sync_api import expect
+
+    page.goto(app_url)
+    wait_loaded(page)
+    page.get_by_role("tab", name="Kết nối / Connections").click()
+    box = page.locator("#connect-sector input")
+    options = page.get_by_role("option")
+    for typed, expected in [("y te", "Y tế / Healthcare"), ("ban dan", "Bán dẫn / Semiconductors"),
+                            ("Nông", "Nông nghiệp / Agriculture"), ("robot", "Robot / Robotics")]:
+        box.fill("")
+        box.press_sequentially(typed, delay=30)
+        expect(options).to_have_count(1)
+        expect(options.first).to_contain_text(expected)
+    box.fill("")
+    box.press_sequentially("tri tue", delay=30)
+    options.first.click()
+    expect(box).to_have_value(re.compile(r"^Trí tuệ nhân tạo / Artificial intelligence"))
