@@ -18,13 +18,14 @@ not by entropy estimation; a real identifier from a document survives because it
 
 from __future__ import annotations
 
+import errno
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.errors import BadInput
+from rag.errors import BadInput, RagError
 
 # ------------------------------------------------------------------------------------------ inbound
 
@@ -149,6 +150,39 @@ def check_text_shape(text: str, name: str, limits: Limits) -> None:
             f"{name} có một dòng dài {longest:,} ký tự (giới hạn {limits.max_line_chars:,}, "
             "RAG_MAX_LINE_CHARS); không giống tài liệu đọc được nên đã bỏ qua.",
         )
+
+
+class StorageFull(RagError):
+    """Writing the index failed for lack of space (or a file-size limit); nothing was replaced."""
+
+    vi = (
+        "Ổ đĩa đã đầy (hoặc vượt giới hạn kích thước tệp) khi ghi chỉ mục; chỉ mục cũ không bị thay đổi và vẫn "
+        "trả lời được. Hãy giải phóng dung lượng rồi chạy lại `rag ingest`."
+    )
+    en = (
+        "The disk is full (or a file-size limit was reached) while writing the index; the previous index is "
+        "unchanged and still answers. Free some space and run `rag ingest` again."
+    )
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_FULL_MESSAGES = re.compile(r"disk i/o error|database or disk is full|no space left|file too large|quota exceeded",
+                            re.IGNORECASE)
+
+
+def storage_error(exc: BaseException) -> StorageFull | None:
+    """A StorageFull for an exception that means "out of space" (OSError ENOSPC/EFBIG/EDQUOT, or SQLite's
+    disk errors as Chroma reports them), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the cause may sit down the chain
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return StorageFull(detail=repr(current))
+        if _FULL_MESSAGES.search(str(current)):
+            return StorageFull(detail=repr(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 # ------------------------------------------------------------------------------------------ outbound

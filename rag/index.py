@@ -35,7 +35,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
-from rag.guard import Limits
+from rag.guard import Limits, storage_error
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
 from rag.types import Chunk
@@ -383,6 +383,29 @@ class Index:
 
     # ------------------------------------------------------------ ingest
     def sync(
+        self,
+        paths: list[Path],
+        embedder: Embedder,
+        *,
+        progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    ) -> IngestReport:
+        """`_sync`, with a full disk turned into one sentence (`StorageFull`) and its temporary files removed:
+        the files are replaced atomically, manifest last, so the previous index still answers."""
+        try:
+            return self._sync(paths, embedder, progress=progress)
+        except Exception as exc:
+            full = storage_error(exc)
+            if full is None:
+                raise
+            for leftover in self.home.glob(".*"):
+                if leftover.name != ".bm25-old" and leftover.name.startswith(
+                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-")
+                ):
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            log.error("Ingest stopped, out of space: %s", full.detail)
+            raise full from exc
+
+    def _sync(
         self,
         paths: list[Path],
         embedder: Embedder,

@@ -60,8 +60,8 @@ class ForkServer:
         )
         assert json.loads(self.proc.stdout.readline()).get("ready")
 
-    def start(self, home: Path, corpus: Path) -> int:
-        self.proc.stdin.write(json.dumps({"home": str(home), "corpus": str(corpus)}) + "\n")
+    def start(self, home: Path, corpus: Path, **extra: object) -> int:
+        self.proc.stdin.write(json.dumps({"home": str(home), "corpus": str(corpus), **extra}) + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())["pid"]
 
@@ -154,3 +154,66 @@ def test_check_reports_each_broken_store_with_a_repair(tmp_path, seed_home):
 
     Index(settings).collection().delete(ids=[json.loads(lines[0])["chunk_id"]])
     assert any("Chroma" in p.message() for p in check_index(settings))
+
+
+def test_disk_full_during_ingest_keeps_the_previous_index(tmp_path, loaded_embedder):
+    """Ingest with file writes capped (RLIMIT_FSIZE in the ingest process, like a full disk): one clear
+    sentence, and the previous index still opens, passes the check and answers."""
+    from rag.chain import Pipeline
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+
+    embedder = loaded_embedder.embedder
+    docs = _small_docs()
+    names = sorted(docs)
+    corpus, home = tmp_path / "corpus", tmp_path / "home"
+    corpus.mkdir()
+    _write_corpus(corpus, docs, names[:3], {})
+    settings = make_settings(home, corpus_dir=corpus)
+    Index.open(settings, must_exist=False).sync([corpus], embedder)
+    before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    biggest = max(len(b) for name, b in before.items() if name.endswith(".jsonl"))
+
+    _write_corpus(corpus, docs, names, {})  # seven more documents: every store must grow
+    server = ForkServer(tmp_path / "scratch")
+    try:
+        result_path = tmp_path / "result.json"
+        server.start(home, corpus, result=str(result_path), fsize=biggest + 512)
+        server.wait()
+    finally:
+        server.close()
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    assert result["ok"] is False and result["rag_error"] is True, result
+    assert "disk is full" in result["en"] and "ổ đĩa đã đầy" in result["vi"].lower()
+    assert "\n" not in result["en"] and "Traceback" not in result["en"]
+    after = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file() and p.name in before}
+    assert after == before  # manifest, chunk store, tokens, entities and vectors untouched
+    loaded_index = Index.open(settings)
+    assert sorted(loaded_index.manifest["docs"]) == sorted(names[:3])
+    p = Pipeline(settings, loaded_embedder, loaded_index, default_lexicon())
+    first = json.loads((home / "chunks.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    answer = p.ask(first["text"].split(".")[0][:200])
+    assert not answer.refused and answer.citations
+    # Chroma may hold vectors the failed run added; the check says so and one more ingest repairs it.
+    problems = check_index(settings)
+    assert all("Chroma" in pr.message() for pr in problems)
+    Index.open(settings).sync([corpus], embedder)
+    assert check_index(settings) == []
+
+
+def test_storage_error_recognises_out_of_space_only():
+    import errno
+
+    from rag.guard import StorageFull, storage_error
+
+    assert isinstance(storage_error(OSError(errno.ENOSPC, "No space left on device")), StorageFull)
+    assert isinstance(storage_error(OSError(errno.EFBIG, "File too large")), StorageFull)
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert isinstance(storage_error(outer), StorageFull)
+    assert storage_error(OSError(errno.ENOENT, "missing")) is None
+    assert storage_error(ValueError("bad value")) is None
