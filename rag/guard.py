@@ -185,6 +185,27 @@ def storage_error(exc: BaseException) -> StorageFull | None:
     return None
 
 
+class VectorStoreUnavailable(RagError):
+    """The Chroma server could not be reached; answers resume by themselves once it is back."""
+
+    vi = "Không kết nối được máy chủ Chroma (kho vector); hãy kiểm tra máy chủ rồi thử lại sau giây lát."
+    en = "The Chroma vector server cannot be reached; check that it is running and try again in a moment."
+
+
+def store_unavailable(exc: BaseException) -> VectorStoreUnavailable | None:
+    """A VectorStoreUnavailable for connection failures talking to a Chroma server (refused, reset,
+    timed out, a proxy's 502/503), else None."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+        return VectorStoreUnavailable(detail=repr(exc))
+    text = str(exc)
+    if re.search(r"could not connect|connection (?:refused|reset|aborted)|server disconnected|"
+                 r"\b50[234]\b.*(?:bad gateway|unavailable|gateway)", text, re.IGNORECASE):
+        return VectorStoreUnavailable(detail=repr(exc))
+    return None
+
+
 # ------------------------------------------------------------------------------------------ outbound
 
 REDACTED = "[đã ẩn / redacted]"

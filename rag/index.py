@@ -35,7 +35,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
-from rag.guard import Limits, storage_error
+from rag.guard import Limits, storage_error, store_unavailable
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
 from rag.types import Chunk
@@ -331,9 +331,15 @@ class Index:
         if n == 0 or (rows is not None and len(rows) == 0):
             return [[] for _ in vectors]
         if rows is None and n > self.settings.exact_search_max_rows:
-            res = self.collection().query(
-                query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
-            )
+            try:
+                res = self.collection().query(
+                    query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
+                )
+            except Exception as exc:  # a stopped server: one sentence; the next query simply retries
+                down = store_unavailable(exc)
+                if down is None:
+                    raise
+                raise down from exc
             return [
                 [(cid, 1.0 - float(d)) for cid, d in zip(ids, dists, strict=True)]
                 for ids, dists in zip(res["ids"], res["distances"], strict=True)
@@ -396,6 +402,9 @@ class Index:
         except Exception as exc:
             full = storage_error(exc)
             if full is None:
+                down = store_unavailable(exc)
+                if down is not None:
+                    raise down from exc
                 raise
             for leftover in self.home.glob(".*"):
                 if leftover.name != ".bm25-old" and leftover.name.startswith(

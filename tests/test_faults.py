@@ -217,3 +217,58 @@ def test_storage_error_recognises_out_of_space_only():
         assert isinstance(storage_error(outer), StorageFull)
     assert storage_error(OSError(errno.ENOENT, "missing")) is None
     assert storage_error(ValueError("bad value")) is None
+
+
+def test_chroma_server_stopped_mid_use_gives_a_sentence_and_answers_resume(tmp_path, loaded_embedder):
+    """A real `chroma run` server stops while questions are being answered, then comes back on the same
+    port and data: every failure in between is one clear sentence, and the same Pipeline answers again
+    without a restart."""
+    import threading
+
+    from rag.chain import Pipeline
+    from rag.errors import RagError
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+    from tests.servers import free_port, running_server
+    from tests.test_chroma_server import QUESTION_VI, _chroma_cli
+
+    data, port = tmp_path / "chroma-data", free_port()
+    command = [_chroma_cli(), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    ready = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+    # exact_search_max_rows=0: every dense search is a request to the server.
+    settings = make_settings(tmp_path / "home", chroma_host="127.0.0.1", chroma_port=port, exact_search_max_rows=0)
+    outcomes: list[str] = []
+    with running_server(command, ready, tmp_path / "chroma-1.log", name="chroma run", timeout_s=60):
+        Index.open(settings, must_exist=False).sync([CORPUS], loaded_embedder.embedder)
+        pipeline = Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon())
+        assert not pipeline.ask(QUESTION_VI).refused
+        stop = threading.Event()
+
+        def keep_asking() -> None:
+            while not stop.is_set():
+                try:
+                    pipeline.ask(QUESTION_VI)
+                    outcomes.append("answer")
+                except RagError as exc:
+                    outcomes.append("sentence:" + exc.message("vi") + " | " + exc.message("en"))
+                except Exception as exc:  # anything else is a failure of the test
+                    outcomes.append(f"crash:{type(exc).__name__}: {exc}")
+
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        time.sleep(1.0)
+    # The server has been terminated while the asker runs.
+    time.sleep(2.0)
+    stop.set()
+    asker.join(timeout=60)
+    crashes = [o for o in outcomes if o.startswith("crash:")]
+    assert crashes == [], crashes[:3]
+    sentences = [o for o in outcomes if o.startswith("sentence:")]
+    assert sentences, outcomes[-5:]
+    assert all("Chroma" in s and "\n" not in s for s in sentences)
+    with pytest.raises(RagError) as info:
+        pipeline.ask(QUESTION_VI)
+    assert "Chroma" in info.value.en and "Chroma" in info.value.vi
+    with running_server(command, ready, tmp_path / "chroma-2.log", name="chroma run", timeout_s=60):
+        answer = pipeline.ask(QUESTION_VI)  # the same Pipeline object: no restart of the app
+        assert not answer.refused and answer.citations
