@@ -119,6 +119,37 @@ _VI_WHAT = {
 }
 
 
+ALLOWED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
+
+
+def check_upload(name: str, head: bytes, size: int, limits: Limits) -> tuple[str, Kind]:
+    """(safe file name, parser kind) for an uploaded file, or BadInput with one sentence.
+
+    Checks, in order: the name (no folders, `..`, absolute paths or control characters), the extension
+    (a supported document type), the size (`limits.max_file_mb`, also enforced by Gradio's
+    `max_file_size`), emptiness, and the content (`sniff_type`; a `.pdf` must really be a PDF). Store the
+    file under the returned name inside the upload folder, never under the name as sent.
+    """
+    safe = check_filename(name)
+    suffix = ("." + safe.rsplit(".", 1)[-1].lower()) if "." in safe else ""
+    if suffix not in ALLOWED_SUFFIXES:
+        raise BadInput(
+            f"{safe}: unsupported file type (use .txt, .md, .html or .pdf).",
+            f"{safe}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html hoặc .pdf).",
+        )
+    if size > limits.max_bytes:
+        raise too_large(safe, size, limits)
+    if size == 0:
+        raise BadInput(f"{safe} is empty; it was skipped.", f"{safe} trống; đã bỏ qua.")
+    kind = sniff_type(head, safe)
+    if suffix == ".pdf" and kind != "pdf":
+        raise BadInput(
+            f"{safe} is named as a PDF but is not one; it was skipped.",
+            f"{safe} có đuôi PDF nhưng không phải tệp PDF; đã bỏ qua.",
+        )
+    return safe, kind
+
+
 def too_large(name: str, size: int, limits: Limits) -> BadInput:
     """The sentence for a file over the size limit."""
     mb = size / 1024 / 1024
