@@ -1,8 +1,8 @@
 """The "Kết nối / Connections" tab: province + sector + free text -> contact points, programmes and Japanese
 localities with the passages that mention them, plus an overview of the entities in the corpus.
 
-Thin UI: the answer comes from `rag.connect`, the overview from `rag.entities`; this module only lays
-out components and formats tables and the chart. Gradio and matplotlib are imported inside functions.
+Thin UI: the answer and the overview come from the service; this module only lays out components and
+formats tables and the chart. Gradio and matplotlib are imported inside functions.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rag.connect import build_connection_answer, chunk_entities_of
-from rag.entities import KIND_LABELS, corpus_overview, default_gazetteer
+from rag.entities import KIND_LABELS, default_gazetteer
 from rag.errors import RagError
 from rag.render import connection_markdown, escape_inline
 from rag.text import answer_language, detect_language
@@ -48,7 +47,7 @@ def _lang(question: str) -> str:
     return answer_language(detect_language(question)) if question and question.strip() else "vi"
 
 
-def connect_markdown(pipeline: Any, province: str | None, sector: str | None, question: str | None) -> str:
+def connect_markdown(service: Any, province: str | None, sector: str | None, question: str | None) -> str:
     """The rendered connection answer for the tab (errors become one sentence, never a traceback)."""
     province = (province or "").strip() or None
     sector = (sector or "").strip() or None
@@ -57,7 +56,7 @@ def connect_markdown(pipeline: Any, province: str | None, sector: str | None, qu
         return NEED_INPUT
     lang = _lang(question or "")
     try:
-        answer = build_connection_answer(pipeline, question, province=province, sector=sector, lang=lang)
+        answer = service.connect(question, province=province, sector=sector, lang=lang)
     except RagError as exc:
         return escape_inline(exc.message(lang))
     except Exception:
@@ -66,10 +65,12 @@ def connect_markdown(pipeline: Any, province: str | None, sector: str | None, qu
     return connection_markdown(answer, lang)
 
 
-def overview_rows(pipeline: Any) -> list[dict]:
-    """corpus_overview() of the pipeline's index."""
-    index = pipeline.index
-    return corpus_overview(chunk_entities_of(index), index.chunks)
+def overview_rows(service: Any) -> list[dict]:
+    """The entity overview of the service's index ([] while it cannot be read)."""
+    try:
+        return service.entity_overview()
+    except RagError:
+        return []
 
 
 def _name(kind: str, canonical: str) -> str:
@@ -121,16 +122,17 @@ def _short(name: str, limit: int = 38) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def build_connections_tab(pipeline: Any) -> dict[str, Any]:
+def build_connections_tab(service: Any) -> dict[str, Any]:
     """Add the Connections tab; call inside `with gr.Blocks():` (or a `gr.Tabs()` of it).
 
-    Returns the components by name so a caller (or a test) can wire or inspect them.
+    Returns the components by name so a caller (or a test) can wire or inspect them, plus `load` (a
+    function returning fresh values for `load_outputs`, called when a page loads: the overview needs the
+    index, which may still be loading when the page is built).
     """
     import gradio as gr
 
     from rag.gazetteer import load_sectors, new_province_names
 
-    rows = overview_rows(pipeline)
     sectors = [(f"{s.name_vi} / {s.name_en}", s.id) for s in load_sectors()]
     with gr.Tab(TAB_LABEL, id="connections", elem_id="connections-tab"):
         gr.Markdown(INTRO)
@@ -152,15 +154,19 @@ def build_connections_tab(pipeline: Any) -> dict[str, Any]:
         output = gr.Markdown(elem_id="connect-output")
         with gr.Accordion("Tổng quan thực thể trong tài liệu / Entities in the documents", open=False):
             table = gr.Dataframe(
-                value=overview_table(rows), headers=OVERVIEW_HEADERS, interactive=False, wrap=True,
+                value=[], headers=OVERVIEW_HEADERS, interactive=False, wrap=True,
                 elem_id="connect-overview",
             )
-            plot = gr.Plot(value=overview_figure(rows), elem_id="connect-chart")
+            plot = gr.Plot(elem_id="connect-chart")
 
         def run(p: str | None, s: str | None, q: str | None) -> str:
-            return connect_markdown(pipeline, p, s, q)
+            return connect_markdown(service, p, s, q)
 
         button.click(run, [province, sector, question], output, api_name="connect")
         question.submit(run, [province, sector, question], output, api_visibility="private")
+    def load() -> tuple[Any, Any]:
+        rows = overview_rows(service)
+        return overview_table(rows), overview_figure(rows)
+
     return {"province": province, "sector": sector, "question": question, "button": button, "output": output,
-            "table": table, "plot": plot}
+            "table": table, "plot": plot, "load": load, "load_outputs": [table, plot]}

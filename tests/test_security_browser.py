@@ -73,6 +73,7 @@ def hostile_app(tmp_path_factory, tracker, loaded_embedder):
     from rag.index import Index
     from rag.lexicon import default_lexicon
     from rag.llm import OpenAICompatibleClient
+    from rag.service import Service
     from rag.ui import build_ui, launch_options
 
     root = tmp_path_factory.mktemp("hostile")
@@ -92,7 +93,9 @@ def hostile_app(tmp_path_factory, tracker, loaded_embedder):
     with ScriptedLLM() as llm:
         client = OpenAICompatibleClient(llm.base_url, llm.model, connect_timeout=1.0, read_timeout=10.0, max_retries=0)
         pipeline = Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon(), client)
-        demo = build_ui(pipeline)
+        service = Service(settings, pipeline_factory=lambda _s: pipeline)
+        service.start()
+        demo = build_ui(service)
         port = free_port()
         options = {**launch_options(settings), "server_port": port, "prevent_thread_lock": True, "quiet": True}
         demo.queue().launch(**options)

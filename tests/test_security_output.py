@@ -135,8 +135,8 @@ def test_connections_output_is_escaped(pipeline):
     assert_inert(html_of(connection_markdown(answer, "vi")))
 
 
-def test_error_sentences_are_escaped_in_chat(pipeline):
+def test_error_sentences_are_escaped_in_chat(service):
     from rag.ui import ChatHandler
 
-    out = list(ChatHandler(pipeline).reply_stream("<img src=http://127.0.0.1:9/q.png>" * 2000, []))
+    out = list(ChatHandler(service).reply_stream("<img src=http://127.0.0.1:9/q.png>" * 2000, []))
     assert_inert(html_of(out[-1]))
