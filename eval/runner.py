@@ -46,6 +46,7 @@ RESULTS = "results.jsonl"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CONFIGS_JSON = "configs.json"
+DISTRACTOR_DIR = "with-distractors"  # OUT/with-distractors/results.jsonl: the same questions, distractors indexed
 RETRIEVAL_DEPTH = 10
 
 BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -59,7 +60,7 @@ BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
 }
 _DENSE_RUNS = ("dense", "dense_translated")
 _BM25_RUNS = ("bm25", "bm25_plain", "bm25_translated")
-_SPECIAL_KEYS = {"retrieval", "weights", "lexicon", "backend", "description"}
+_SPECIAL_KEYS = {"retrieval", "weights", "lexicon", "backend", "description", "distractors"}
 # Settings that would need a different index: they cannot vary between configurations of one run.
 _INDEX_KEYS = {"home", "corpus_dir", "embedding_model", "embedding_fallback", "chunk_words",
                "chunk_overlap_words", "collection", "chroma_host", "chroma_port"}
@@ -370,8 +371,9 @@ def _shared_from_pipeline(pipeline: Any) -> _Shared:
                    getattr(getattr(pipeline, "extractive", None), "_sentence_vectors", None))
 
 
-def _load_shared(settings: Settings, out_dir: Path) -> _Shared:
-    """Load the embedder once and open (building or updating it from corpus_dir) the index once."""
+def _load_shared(settings: Settings, out_dir: Path, extra_paths: Sequence[Path] = ()) -> _Shared:
+    """Load the embedder once and open (building or updating it from corpus_dir, plus any distractor
+    folders in `extra_paths`) the index once."""
     from rag.chain import summarize
     from rag.embed import load_embedder
     from rag.index import Index
@@ -380,7 +382,7 @@ def _load_shared(settings: Settings, out_dir: Path) -> _Shared:
 
     loaded = load_embedder(settings)
     index = Index.open(settings, must_exist=False)
-    report = index.sync([Path(settings.corpus_dir)], loaded.embedder)
+    report = index.sync([Path(settings.corpus_dir), *extra_paths], loaded.embedder)
     log.info("Evaluation index under %s: %s", settings.home, summarize(report))
     try:
         lexicon = default_lexicon()
@@ -570,11 +572,16 @@ def run_eval(
     pipeline: Any = None,
     judge: ChatModel | None = None,
     plots: bool = True,
+    distractors: Any = None,
+    distractor_home: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate every configuration on the dataset; write the outputs under `out_dir`; return report.json.
 
     `pipeline`: an already loaded Pipeline whose embedder, index and lexicon are reused (otherwise the
     model is loaded here and the index built/updated under `base_settings.home` from its corpus_dir).
+    `distractors` (an eval.distractors.DistractorSet): the gold set is answered a second time with its
+    folder indexed beside corpus_dir (index under `distractor_home`, kept between runs), results in
+    OUT/with-distractors/; report.json then carries both (`results` = seeds only, `distractors.results`).
     `progress(done, total, info)` is called after every question (skipped ones count as done).
     """
     t_start = time.perf_counter()
@@ -586,7 +593,35 @@ def run_eval(
             raise ValueError("give base_settings or a loaded pipeline")
         base_settings = pipeline.settings
     cfgs = resolve_configs(configs, base_settings)
+    shared = _run_pass(out, items, cfgs, base_settings, resume, progress, pipeline, judge, ())
+    model = _model_name(shared, base_settings)
+    if distractors is not None:
+        if distractor_home is None:
+            raise ValueError("distractors need a distractor_home for their index")
+        d_settings = base_settings.model_copy(update={"home": Path(distractor_home)})
+        d_shared = _run_pass(out / DISTRACTOR_DIR, items, cfgs, d_settings, resume, progress, None, judge,
+                             (Path(distractors.folder),), distractors=True)
+        model = model or _model_name(d_shared, d_settings)
+    elapsed = time.perf_counter() - t_start
+    return write_report(out, items, cfgs, dataset_path, judge=judge, runtime_s=elapsed, embedding_model=model,
+                        plots=plots, distractors=distractors)
 
+
+def _run_pass(
+    out: Path,
+    items: Sequence[GoldItem],
+    cfgs: Sequence[EvalConfig],
+    settings: Settings,
+    resume: bool,
+    progress: ProgressFn | None,
+    pipeline: Any,
+    judge: ChatModel | None,
+    extra_paths: Sequence[Path],
+    *,
+    distractors: bool = False,
+) -> _Shared | None:
+    """Answer every (configuration, question) pair not yet in OUT/results.jsonl; the loaded parts, if loaded."""
+    out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS
     previous = _read_results(results_path) if resume else []
     configs_path = out / CONFIGS_JSON
@@ -616,7 +651,7 @@ def run_eval(
     count = total - todo
     shared = None
     if todo:
-        shared = _shared_from_pipeline(pipeline) if pipeline is not None else _load_shared(base_settings, out)
+        shared = _shared_from_pipeline(pipeline) if pipeline is not None else _load_shared(settings, out, extra_paths)
     from rag.chain import Turn
 
     with results_path.open("a", encoding="utf-8") as fh:
@@ -641,11 +676,9 @@ def run_eval(
                 done.add((cfg.name, item.id))
                 count += 1
                 if progress is not None:
-                    progress(count, total, {"config": cfg.name, "id": item.id})
-    elapsed = time.perf_counter() - t_start
-    report = write_report(out, items, cfgs, dataset_path, judge=judge, runtime_s=elapsed,
-                          embedding_model=_model_name(shared, base_settings), plots=plots)
-    return report
+                    progress(count, total, {"config": cfg.name + (" +distractors" if distractors else ""),
+                                            "id": item.id})
+    return shared
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -797,16 +830,34 @@ def write_report(
     runtime_s: float | None = None,
     embedding_model: str = "",
     plots: bool = True,
+    distractors: Any = None,
 ) -> dict[str, Any]:
-    """report.json, report.md and the plots, from results.jsonl."""
+    """report.json, report.md and the plots, from results.jsonl (and with-distractors/results.jsonl)."""
     rows = _read_results(out / RESULTS)
     report = build_report(list(enumerate(rows, 1)), items, cfgs, dataset_path, judge=judge,
                           runtime_s=runtime_s, embedding_model=embedding_model)
+    d_rows = _read_results(out / DISTRACTOR_DIR / RESULTS) if distractors is not None else []
+    if d_rows:
+        sub = build_report(list(enumerate(d_rows, 1)), items, cfgs, dataset_path, judge=judge)
+        report["distractors"] = {
+            **distractors.describe(),
+            "results_path": f"{DISTRACTOR_DIR}/{RESULTS}",
+            "results": sub["results"],
+            "worst": sub["worst"],
+        }
     pngs = make_plots(report, rows, out) if plots else []
     report["plots"] = pngs
     (out / REPORT_JSON).write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
     return report
+
+
+def settings_view(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{'seeds only': results, 'with distractors': results} — whichever the report holds."""
+    out: dict[str, dict[str, Any]] = {"seeds only": dict(report.get("results", {}))}
+    if report.get("distractors"):
+        out["with distractors"] = dict(report["distractors"].get("results", {}))
+    return out
 
 
 # ============================================================================ markdown
