@@ -66,7 +66,8 @@ _INDEX_KEYS = {"home", "corpus_dir", "embedding_model", "embedding_fallback", "c
                "chunk_overlap_words", "collection", "chroma_host", "chroma_port"}
 
 RETRIEVAL_METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10")
-ANSWER_METRICS = ("refusal_accuracy", "false_refusal_rate", "citation_precision", "evidence_coverage")
+ANSWER_METRICS = ("refusal_accuracy", "false_refusal_rate", "unanswerable_refused", "citation_precision",
+                  "evidence_coverage")
 JUDGE_METRICS = ("faithfulness", "answer_relevancy")
 REPORT_METRICS = RETRIEVAL_METRICS + ANSWER_METRICS + JUDGE_METRICS
 # report metric -> per-question key in results.jsonl
@@ -86,6 +87,8 @@ METRIC_HELP: dict[str, str] = {
     "refusal_accuracy": "Share of all questions where the assistant correctly chose between answering and "
                         "saying “not in the documents” (answerable → answers; unanswerable → refuses).",
     "false_refusal_rate": "Share of answerable questions the assistant refused anyway (lower is better).",
+    "unanswerable_refused": "Share of the questions the documents cannot answer that the assistant refused "
+                            "(the rest got a confident, cited non-answer).",
     "citation_precision": "Of the sources an answer cites, the share that really contain the expected evidence.",
     "evidence_coverage": "Share of the expected evidence phrases that appear in the answer and its quotes "
                          "(a refused answerable question scores 0).",
@@ -371,19 +374,22 @@ def _shared_from_pipeline(pipeline: Any) -> _Shared:
                    getattr(getattr(pipeline, "extractive", None), "_sentence_vectors", None))
 
 
-def _load_shared(settings: Settings, out_dir: Path, extra_paths: Sequence[Path] = ()) -> _Shared:
+def _load_shared(settings: Settings, out_dir: Path, extra_paths: Sequence[Path] = (), reuse: _Shared | None = None
+                 ) -> _Shared:
     """Load the embedder once and open (building or updating it from corpus_dir, plus any distractor
-    folders in `extra_paths`) the index once."""
+    folders in `extra_paths`) the index once; `reuse` lends an already loaded embedder and lexicon."""
     from rag.chain import summarize
     from rag.embed import load_embedder
     from rag.index import Index
     from rag.lexicon import default_lexicon
     from rag.rerank import load_reranker
 
-    loaded = load_embedder(settings)
+    loaded = reuse.loaded if reuse is not None else load_embedder(settings)
     index = Index.open(settings, must_exist=False)
     report = index.sync([Path(settings.corpus_dir), *extra_paths], loaded.embedder)
     log.info("Evaluation index under %s: %s", settings.home, summarize(report))
+    if reuse is not None:
+        return _Shared(loaded, index, reuse.lexicon, settings, reuse.reranker)
     try:
         lexicon = default_lexicon()
     except Exception as exc:
@@ -525,6 +531,7 @@ def score_question(item: GoldItem, row: Mapping[str, Any], passages: Sequence[st
         out.update({m: None for m in RETRIEVAL_METRICS})
     out["refusal_correct"] = bool(M.refusal_correct(refused, item.answerable))
     out["false_refusal"] = (refused if item.answerable else None)
+    out["unanswerable_refused"] = (refused if not item.answerable else None)
     citations = list(row.get("citations") or [])
     if item.answerable and evidence and not refused and citations:
         out["citation_precision"] = M.citation_precision(
@@ -599,8 +606,10 @@ def run_eval(
         if distractor_home is None:
             raise ValueError("distractors need a distractor_home for their index")
         d_settings = base_settings.model_copy(update={"home": Path(distractor_home)})
+        if shared is None and pipeline is not None:
+            shared = _shared_from_pipeline(pipeline)
         d_shared = _run_pass(out / DISTRACTOR_DIR, items, cfgs, d_settings, resume, progress, None, judge,
-                             (Path(distractors.folder),), distractors=True)
+                             (Path(distractors.folder),), distractors=True, reuse=shared)
         model = model or _model_name(d_shared, d_settings)
     elapsed = time.perf_counter() - t_start
     return write_report(out, items, cfgs, dataset_path, judge=judge, runtime_s=elapsed, embedding_model=model,
@@ -619,6 +628,7 @@ def _run_pass(
     extra_paths: Sequence[Path],
     *,
     distractors: bool = False,
+    reuse: _Shared | None = None,
 ) -> _Shared | None:
     """Answer every (configuration, question) pair not yet in OUT/results.jsonl; the loaded parts, if loaded."""
     out.mkdir(parents=True, exist_ok=True)
@@ -651,7 +661,8 @@ def _run_pass(
     count = total - todo
     shared = None
     if todo:
-        shared = _shared_from_pipeline(pipeline) if pipeline is not None else _load_shared(settings, out, extra_paths)
+        shared = (_shared_from_pipeline(pipeline) if pipeline is not None
+                  else _load_shared(settings, out, extra_paths, reuse))
     from rag.chain import Turn
 
     with results_path.open("a", encoding="utf-8") as fh:
@@ -865,13 +876,15 @@ def settings_view(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 METRIC_LABELS = {
     "hit@1": "hit@1", "hit@3": "hit@3", "hit@5": "hit@5", "hit@10": "hit@10", "recall@5": "recall@5",
     "recall@10": "recall@10", "mrr": "MRR", "ndcg@10": "nDCG@10", "refusal_accuracy": "Refusal accuracy",
-    "false_refusal_rate": "False refusals", "citation_precision": "Citation precision",
+    "false_refusal_rate": "False refusals", "unanswerable_refused": "Unanswerable refused",
+    "citation_precision": "Citation precision",
     "evidence_coverage": "Evidence coverage", "faithfulness": "Faithfulness", "answer_relevancy": "Answer relevancy",
 }
 _SCORES = {"mrr", "ndcg@10"}  # shown as 0.00-1.00; the other metrics are shares, shown as percentages
 MAIN_COLUMNS = ("hit@1", "hit@5", "recall@5", "mrr", "ndcg@10", "refusal_accuracy", "false_refusal_rate",
-                "citation_precision", "evidence_coverage", "faithfulness", "answer_relevancy")
-BREAKDOWN_COLUMNS = ("hit@5", "mrr", "refusal_accuracy", "false_refusal_rate", "evidence_coverage")
+                "unanswerable_refused", "citation_precision", "evidence_coverage", "faithfulness", "answer_relevancy")
+BREAKDOWN_COLUMNS = ("hit@5", "mrr", "refusal_accuracy", "false_refusal_rate", "unanswerable_refused",
+                     "citation_precision", "evidence_coverage")
 
 
 def fmt_metric(metric: str, value: Any, judged: bool = True) -> str:
@@ -924,6 +937,47 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         cfg = report["configs"].get(name, {})
         desc = cfg.get("description") or ", ".join(f"{k}={v}" for k, v in cfg.get("overrides", {}).items())
         lines.append(f"- **{name}** ({results[name]['backend']}): {_md_escape(desc)}")
+    dist = report.get("distractors")
+    if dist:
+        lines += ["", "## With distractors", "",
+                  f"The same questions answered with {dist.get('n_articles', '?')} distractor articles "
+                  f"(`{_md_escape(dist.get('list', ''))}`: Vietnamese Wikipedia, hard negatives about Japan, Japanese "
+                  "prefectures, JICA/ODA, Vietnamese provinces, trade, investment and science cooperation, plus random "
+                  "ones) indexed beside the corpus; records in "
+                  f"[{dist.get('results_path', '')}]({dist.get('results_path', '')}).", ""]
+        head = ["Configuration", "Setting", "Questions", *(METRIC_LABELS[m] for m in MAIN_COLUMNS)]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, res in results.items():
+            for setting, entry in (("seeds only", res), ("with distractors", dist["results"].get(name))):
+                if entry is None:
+                    continue
+                o = entry["overall"]
+                lines.append("| " + " | ".join([f"**{name}**", setting, str(o["n"]),
+                                                 *(fmt_metric(m, o.get(m), judged) for m in MAIN_COLUMNS)]) + " |")
+        head = ["Configuration", "Setting", "Group", "n", *(METRIC_LABELS[m] for m in BREAKDOWN_COLUMNS)]
+        lines += ["", "By writing variant, both settings:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, res in results.items():
+            for setting, entry in (("seeds only", res), ("with distractors", dist["results"].get(name))):
+                for group, st in (entry or {}).get("by_variant", {}).items():
+                    lines.append("| " + " | ".join([name, setting, _md_escape(VARIANT_LABELS.get(group, group)),
+                                                     str(st["n"]), *(fmt_metric(m, st.get(m)) for m in BREAKDOWN_COLUMNS)])
+                                 + " |")
+        for name in results:
+            entry = dist["results"].get(name)
+            if entry:
+                lines += ["", f"By category with distractors ({name}):", "",
+                          "| Category | n | " + " | ".join(METRIC_LABELS[m] for m in BREAKDOWN_COLUMNS) + " |",
+                          "|" + "---|" * (len(BREAKDOWN_COLUMNS) + 2)]
+                for group, st in entry.get("by_category", {}).items():
+                    lines.append(f"| {_md_escape(group)} | {st['n']} | "
+                                 + " | ".join(fmt_metric(m, st.get(m)) for m in BREAKDOWN_COLUMNS) + " |")
+        worst_d = dist.get("worst", [])
+        if worst_d:
+            lines += ["", f"Weakest with distractors ({worst_d[0]['config']}):", "",
+                      "| Question id | Question | What went wrong |", "|---|---|---|"]
+            for w in worst_d:
+                q = _md_escape(w["question"] if len(w["question"]) <= 90 else w["question"][:87] + "…")
+                lines.append(f"| `{w['id']}` | {q} | {_md_escape(w['problem'])} |")
     incomplete = [name for name, res in results.items() if not res["complete"]]
     if incomplete:
         lines += ["", f"⚠️ Not every question was evaluated for: {', '.join(incomplete)} (interrupted run?)."]

@@ -105,6 +105,7 @@ class KeyTerm:
     forms: tuple[tuple[str, ...], ...]
     weight: float
     anchor: bool = False
+    scope: str = ""  # 'year' / 'place' for anchors that scope a figure (same figure, other year or country)
 
 
 @lru_cache(maxsize=1)
@@ -230,19 +231,24 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     for surface, sub in groups:
         forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
         forms = {f for f in forms if f and not _is_function_phrase(f)}
-        if not forms or all(_is_frame(f) for f in forms):
+        if not forms or all(_is_frame(f) for f in forms) or (surface.strip() == "ai"):
             continue
+        is_place = any("place" in _lexicon_kinds().get(f, ()) for f in forms)
         if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
-            terms.append(KeyTerm(surface, tuple(sorted(forms)), W_COMMON))
+            # Vietnam / Japan: in almost every passage, so they weigh little, but a figure about another
+            # country must not answer a question about them.
+            terms.append(KeyTerm(surface, tuple(sorted(forms)), W_COMMON, is_place, "place" if is_place else ""))
             continue
         anchor = _is_anchor_group(forms, surface, cased)
         vi_forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *([] if english else [surface]))} & forms
         weight = W_ANCHOR if anchor else (_term_weight(vi_forms) if vi_forms else W_TERM)
-        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor))
+        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else ""))
     for word in leftovers:
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
         if not form or (_is_function_phrase(form) and word.lower() not in acronyms) or _is_frame(form):
             continue
+        if form == ("ai",) and not word.isupper():
+            continue  # Vietnamese 'ai' = who
         has_digit = any(ch.isdigit() for ch in word)
         capital = word[:1].isupper() and word != first_word
         acronym = word.lower() in acronyms or (len(word) > 1 and word.isupper())
@@ -256,7 +262,8 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
             continue
         anchor = has_digit or acronym or capital
         weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
-        terms.append(KeyTerm(word, (form,), weight, anchor))
+        scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
+        terms.append(KeyTerm(word, (form,), weight, anchor, scope))
     return terms
 
 
@@ -312,6 +319,21 @@ def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
             f = max(f, _found(t, ctx, ctx_set))
         got += t.weight * f
     return got / total
+
+
+_YEAR = re.compile(r"(?:19|20)\d{2}")
+
+
+def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
+    """Whether `sentence` names another value of the term's scope: another year for a year the question
+    asks about, another place for a place — then its figure is about that one, not the one asked."""
+    if term.scope == "year":
+        asked = set(_YEAR.findall(question))
+        return any(y not in asked for y in _YEAR.findall(sentence))
+    if term.scope == "place":
+        asked_forms = {f for _s, _e, forms in _places_at(_syllables(question)) for f in forms}
+        return any(not (forms & asked_forms) for _s, _e, forms in _places_at(_syllables(sentence)))
+    return False
 
 
 def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
@@ -470,9 +492,12 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     """Spans of `sentence` holding something of the expected type that the question itself does not."""
     q = question.lower()
     if kind == "number":
-        return [(m.start(), m.end()) for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q
-                and not _DATE.fullmatch(m.group().strip(".,"))] or [
-            (m.start(), m.end()) for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q]
+        # Not numbers that are part of a code or a name ('Nghị quyết 57-NQ/TW', 'Phiên họp 63').
+        nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q
+                and not re.match(r"-[A-Za-zĐđ]", sentence[m.end() : m.end() + 2])
+                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.)\s*$", sentence[: m.start()])]
+        return [(m.start(), m.end()) for m in nums if not _DATE.fullmatch(m.group().strip(".,"))] or [
+            (m.start(), m.end()) for m in nums]
     if kind == "date":
         return [(m.start(), m.end()) for m in _DATE.finditer(sentence) if m.group() not in question]
     runs = [(start, run) for start, run in _capitalised_runs(sentence) if run.lower() not in q]
@@ -551,8 +576,6 @@ _SPEECH_Q = re.compile(r"\b(say|said|says|tell|told|stress|noi|phat bieu|cho bie
 _SPEECH_S = re.compile(r"\b(noi|phat bieu|cho biet|nhan manh|khang dinh|de nghi|khuyen|mong muon|bay to|chia se|"
                        r"de xuat|yeu cau|said|stressed|noted)\b")
 _CAPTION = re.compile(r"(Ảnh|Photo)\s*:|\(Ảnh|^\s*(Ảnh|Photo)\b", re.IGNORECASE)
-_TWO_PART = re.compile(r"\s+(?:và|va|and)\s+(?=(?:khi nào|khi nao|ở đâu|o dau|ai|bao nhiêu|bao nhieu|when|where|who|"
-                       r"how many|what|which|do ai|nhân dịp|nhan dip)\b)", re.IGNORECASE)
 
 
 def defined_term(question: str) -> str:
@@ -561,10 +584,18 @@ def defined_term(question: str) -> str:
     return (m.group(1) or m.group(2) or "").strip() if m else ""
 
 
+_WH = re.compile(r"\b(nao|gi|ai|dau|bao nhieu|may|when|where|who|whom|what|which|how|why)\b")
+
+
 def question_parts(question: str) -> list[str]:
-    """A two-part question split at 'và khi nào' / 'and who …' (one part when it is not two-part)."""
-    parts = [p.strip(" ,?") for p in _TWO_PART.split(question) if p.strip(" ,?")]
-    return parts if len(parts) == 2 and all(len(p.split()) >= 3 for p in parts) else [question]
+    """A two-part question ('X là gì và do ai phát triển?', 'What is X and who launched it?') split at
+    its 'và' / 'and' when both sides ask something; otherwise the question alone."""
+    for m in re.finditer(r"\s+(?:và|va|and)\s+", question):
+        left, right = question[: m.start()].strip(" ,?"), question[m.end() :].strip(" ,?")
+        if (len(left.split()) >= 2 and len(right.split()) >= 3 and _WH.search(strip_diacritics(left).lower())
+                and _WH.search(strip_diacritics(right).lower())):
+            return [left, right]
+    return [question]
 
 
 def _is_definition(sentence: str, term: str) -> bool:
@@ -656,6 +687,7 @@ class ExtractiveAnswerer:
         rels = relations(question)
         queries = [question] + ([plan.translation] if plan.translation and question == plan.question else [])
         qvecs = self.embedder.embed_queries(queries)
+        scoped = [t for t in terms if t.anchor and t.scope]
         defined = defined_term(question)
         speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
@@ -665,7 +697,8 @@ class ExtractiveAnswerer:
             sentences = [s for s in sentences if len(s.split()) >= 4]
             if not sentences:
                 continue
-            passage = f"{hit.chunk.title}\n{text}"
+            # The document's title and date are context every sentence of it shares ('2023' from its date).
+            passage = f"{hit.chunk.title}\n{hit.chunk.date}\n{text}"
             eligible = not missing_anchors(terms, passage) and all(relation_holds(r, text) for r in rels)
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
             for sentence, sim in zip(sentences, sims, strict=True):
@@ -680,6 +713,11 @@ class ExtractiveAnswerer:
                 if speech and _SPEECH_S.search(" ".join(_syllables(sentence))):
                     score += 0.1  # 'what did P say about T?' -> P's statement
                 ok = eligible and all(relation_holds(r, sentence) for r in rels)
+                if ok and scoped:
+                    # A year or place the sentence lacks may come from its document, unless the sentence
+                    # itself is about another one (the 2016 figure, the other country's trade).
+                    absent = missing_anchors(scoped, f"{hit.chunk.title}\n{hit.chunk.date}\n{sentence}")
+                    ok = not any(competing_scope(t, sentence, question) for t in absent)
                 out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok))
         out.sort(key=lambda c: -c.score)
         return terms, out
@@ -752,10 +790,6 @@ class ExtractiveAnswerer:
                     if len(chosen) < self.max_sentences + 1 and all(x.sentence != cand.sentence for x in chosen):
                         chosen.append(cand)
                 span = span or s
-            if missing_parts:  # the whole question must still be on point for the answered part to stand
-                whole, _ = self._select(plan.question, plan, hits)
-                if not whole:
-                    return refusal
         else:
             chosen, span = self._select(plan.question, plan, hits)
         if not chosen:
