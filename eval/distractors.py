@@ -248,8 +248,8 @@ def main() -> None:  # pragma: no cover - run once to (re)derive the committed l
     # The CI list: a seeded subset of the full one, hard negatives first (they are what the gate is about).
     rng = random.Random(7)
     ci: list[tuple[str, str]] = [(a, "pinned") for a in PINNED_SMALL]
-    ci_q = {"japan": 40, "jica-oda": 10, "vn-province": 15, "trade-investment": 15, "science-cooperation": 15,
-            "vietnam-relations": 10, "random": 15}
+    ci_q = {"japan": 20, "jica-oda": 5, "vn-province": 8, "trade-investment": 6, "science-cooperation": 6,
+            "vietnam-relations": 3, "random": 3}
     for group, n in ci_q.items():
         members = [x for x in full if x[1] == group]
         rng.shuffle(members)

@@ -393,32 +393,28 @@ def relations(question: str) -> list[tuple[frozenset[tuple[str, ...]], frozenset
     """
     toks = _syllables(question)
     places = _places_at(toks)
-    rel = _REL_EN if detect_language(question) == "en" else _REL_VI
     out = []
     for (_s1, e1, a), (s2, _e2, b) in itertools.pairwise(places):
-        if a == b:
+        if a & b:
             continue
         between = toks[e1:s2]
-        if 1 <= len(between) <= 3 and rel.fullmatch(between[-1]):
+        if 1 <= len(between) <= 3 and (_REL_VI.fullmatch(between[-1]) or _REL_EN.fullmatch(between[-1])):
             out.append((a, b))
     return out
 
 
 def relation_holds(rel: tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]], text: str) -> bool:
-    """False when `text` states the pair only the other way round (B … tại A); True otherwise."""
+    """Whether `text` states the pair in the direction asked: 'Việt Nam tại Nhật Bản' for (Vietnam, Japan).
+    'Đại sứ Việt Nam tại Pháp' is not answered by 'Đại sứ Việt Nam tại Nhật Bản', nor by the reverse."""
     toks = _syllables(text)
     places = _places_at(toks)
     a, b = rel
-    forward = reverse = False
     for (_s1, e1, x), (s2, _e2, y) in itertools.pairwise(places):
         between = toks[e1:s2]
-        if not (1 <= len(between) <= 3 and (_REL_VI.fullmatch(between[-1]) or _REL_EN.fullmatch(between[-1]))):
-            continue
-        if x == a and y == b:
-            forward = True
-        elif x == b and y == a:
-            reverse = True
-    return forward or not reverse
+        if (1 <= len(between) <= 5 and (_REL_VI.fullmatch(between[-1]) or _REL_EN.fullmatch(between[-1]))
+                and x & a and y & b):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------- answer types
@@ -437,6 +433,8 @@ _TITLE = re.compile(
     r"\b(Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
     r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|ông|bà|GS|PGS|TS|Minister|Ambassador|Mr|Ms|Dr)\b"
 )
+# The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
+_TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
 _DATE = re.compile(r"\b\d{1,2}\s*[/-]\s*\d{1,2}(?:\s*/\s*\d{2,4})?\b|\b(?:năm|tháng|ngày)\s+\d{1,4}\b|\b(?:19|20)\d{2}\b")
 _NUMBER = re.compile(r"\d[\d.,]*")
 _PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
@@ -504,13 +502,13 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
-        asked = {m.group().lower() for m in _TITLE.finditer(question)}
+        asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))}
         out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
                 continue
-            before = sentence[max(0, start - 80) : start]
-            titles = {m.group().lower() for m in _TITLE.finditer(before)}
+            before = strip_diacritics(sentence[max(0, start - 80) : start])
+            titles = {m.group().lower() for m in _TITLE_FOLDED.finditer(before)}
             if titles and (not asked or titles & asked):
                 out.append((start, start + len(run)))
         if not out and not asked:
