@@ -220,6 +220,8 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         groups, runs = [], [question]
     english = detect_language(question) == "en"
     cased = question != question.lower()
+    # Vietnamese 'ai' ("who") stands alone in lower case; 'AI' and 'EMB-AI' are names.
+    who_word = bool(re.search(r"(?<![\w-])ai(?![\w-])", question))
     acronyms = {w.lower() for w in _SYLLABLE.findall(question) if w.isupper() and len(w) > 1}
     first_word = (_SYLLABLE.findall(question) or [""])[0]
     en_words = _english_lexicon_words()
@@ -231,7 +233,7 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     for surface, sub in groups:
         forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
         forms = {f for f in forms if f and not _is_function_phrase(f)}
-        if not forms or all(_is_frame(f) for f in forms) or (surface.strip() == "ai"):
+        if not forms or all(_is_frame(f) for f in forms) or (surface.strip() == "ai" and who_word):
             continue
         is_place = any("place" in _lexicon_kinds().get(f, ()) for f in forms)
         if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
@@ -247,7 +249,7 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
         if not form or (_is_function_phrase(form) and word.lower() not in acronyms) or _is_frame(form):
             continue
-        if form == ("ai",) and not word.isupper():
+        if form == ("ai",) and not word.isupper() and who_word:
             continue  # Vietnamese 'ai' = who
         has_digit = any(ch.isdigit() for ch in word)
         capital = word[:1].isupper() and word != first_word
