@@ -171,7 +171,7 @@ def test_api_key_and_system_prompt_never_in_output_or_logs(injected, server, cap
     for _ in range(3):
         answer = p.ask(QUESTION)
         outputs.append(json.dumps({"text": answer.text, "notice": answer.notice}, ensure_ascii=False))
-    from rag.cli import answer_json
+    from rag.schema import answer_json
 
     outputs.append(json.dumps(answer_json(answer), ensure_ascii=False))
     outputs.append(repr(p.llm))
