@@ -46,8 +46,9 @@ def words(text: str) -> list[str]:
 # Quoted titles are names, whatever their language: 'Dự án "Science in Society" là gì?'.
 _QUOTED = re.compile(r"\"[^\"]{1,120}\"|“[^”]{1,120}”|«[^»]{1,120}»|'[^']{1,120}'(?!\w)")
 # Lower-case Vietnamese words that may sit inside a capitalised name ('Thành phố Hồ Chí Minh',
-# 'Bộ Khoa học và Công nghệ', 'Thứ trưởng Nguyễn …'); at most this many in a row.
-_NAME_GAP = 2
+# 'Bộ Khoa học và Công nghệ', 'Trung tâm Đổi mới sáng tạo Quốc gia'); at most this many in a row, and
+# never function words ('Dũng đã cảm ơn Đại sứ' is two names and a verb).
+_NAME_GAP = 3
 
 
 def _name_mask(tokens: list[str]) -> list[bool]:
@@ -74,7 +75,7 @@ def _name_mask(tokens: list[str]) -> list[bool]:
         if j < n and cap[j] and j > i + 1:
             gap = tokens[i + 1 : j]
             if all(w.islower() and _VI_SYLLABLE.match(strip_diacritics(w).lower()) and w.lower() not in _EN_FUNCTION_WORDS
-                   for w in gap):
+                   and not is_stopword(w) for w in gap):
                 for k in range(i + 1, j):
                     mask[k] = True
         i = j if j > i + 1 else i + 1
