@@ -243,7 +243,8 @@ def test_connections_tab_over_http(service):
         parts = build_connections_tab(service)
     assert parts["province"].choices and len(parts["province"].choices) == 34
     assert parts["table"].value["headers"][0].startswith("Thực thể")
-    rows, _figure = parts["load"]()  # filled when a page loads: the index may still be loading at build time
+    table, _figure = parts["load"]()  # filled when a page loads: the index may still be loading at build time
+    rows = table.values.tolist() if hasattr(table, "values") else table
     assert rows and any(row[0].startswith("Đại sứ quán Việt Nam tại Nhật Bản") for row in rows)
     assert TAB_LABEL == "Kết nối / Connections"
     assert connect_markdown(service, None, "", "  ") == NEED_INPUT
