@@ -69,16 +69,20 @@ def summary_table(report: dict[str, Any]):
     """The main table of a report as a pandas DataFrame (one row per configuration)."""
     import pandas as pd
 
+    from eval.runner import settings_view
+
     judged = bool(report["judge"]["configured"])
     rows = []
-    for name, res in report["results"].items():
-        o = res["overall"]
-        total = res["latency_ms"].get("total")
-        row = {"Configuration": name, "Questions": o["n"]}
-        row.update({METRIC_LABELS[m]: fmt_metric(m, o[m], judged) for m in MAIN_COLUMNS
-                    if judged or m not in JUDGE_METRICS})
-        row["p50 / p95 ms"] = f"{total['p50']:.0f} / {total['p95']:.0f}" if total else "—"
-        rows.append(row)
+    views = settings_view(report)  # seeds only, and with distractors when the run had them
+    for setting, results in views.items():
+        for name, res in results.items():
+            o = res["overall"]
+            total = res["latency_ms"].get("total")
+            row = {"Configuration": name, **({"Setting": setting} if len(views) > 1 else {}), "Questions": o["n"]}
+            row.update({METRIC_LABELS[m]: fmt_metric(m, o.get(m), judged) for m in MAIN_COLUMNS
+                        if judged or m not in JUDGE_METRICS})
+            row["p50 / p95 ms"] = f"{total['p50']:.0f} / {total['p95']:.0f}" if total else "—"
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

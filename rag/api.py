@@ -7,7 +7,7 @@ A thin view of `rag.service.Service`; request and response bodies are `rag.schem
     POST /v1/retrieve             hybrid retrieval only (RetrievalOut)
     POST /v1/connect              the connection finder (`rag connect --json` object)
     GET  /v1/documents            indexed documents (admin token)
-    POST /v1/documents            upload md/txt/html/pdf/docx files, multipart (admin token) -> IngestReportOut
+    POST /v1/documents            upload md/txt/html/pdf files, multipart (admin token) -> IngestReportOut
     POST /v1/documents/{id}/reingest, DELETE /v1/documents/{id}   (admin token) -> IngestReportOut
     GET  /health                  index size, model, backend, version
 
@@ -29,7 +29,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "vj-rag"
 STREAM_PIECE_WORDS = 4  # words per streamed content chunk of the validated answer
+MAX_JSON_BODY = 1024 * 1024  # bytes; a chat request is a few KB (LLM10: unbounded consumption)
+MAX_UPLOAD_FILES = 20  # per upload request
+MAX_HISTORY_TURNS = 8  # the pipeline looks at the last few turns only; the rest is not kept
+MAX_TURN_CHARS = 4000
 
 
 # ---------------------------------------------------------------------------------------- request bodies
@@ -173,11 +177,11 @@ def split_messages(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
     pending: str | None = None
     for m in messages[:-1]:
         if m.role == "user":
-            pending = m.text()
+            pending = m.text()[:MAX_TURN_CHARS]
         elif m.role == "assistant" and pending is not None:
-            turns.append(Turn(pending, m.text()))
+            turns.append(Turn(pending, m.text()[:MAX_TURN_CHARS]))
             pending = None
-    return messages[-1].text(), turns
+    return messages[-1].text(), turns[-MAX_HISTORY_TURNS:]
 
 
 def completion(answer: Answer, model: str, prompt_words: int) -> ChatCompletionOut:
@@ -228,6 +232,8 @@ def create_api(service: Service) -> FastAPI:
     )
     api.state.admission = admission
     api.state.limiter = limiter
+    upload_limit = int(settings.max_file_mb * 1024 * 1024) * MAX_UPLOAD_FILES + MAX_JSON_BODY
+    api.add_middleware(BodyLimit, json_limit=MAX_JSON_BODY, upload_limit=upload_limit)
 
     # ------------------------------------------------------------------ errors
     def lang_of(request: Request, text: str = "") -> str:
@@ -261,6 +267,10 @@ def create_api(service: Service) -> FastAPI:
     async def on_rag_error(request: Request, exc: RagError) -> JSONResponse:
         err = to_api_error(exc, getattr(request.state, "lang", None) or lang_of(request))
         return await on_api_error(request, err)
+
+    @api.exception_handler(_TooLarge)
+    async def on_too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+        return await on_api_error(request, too_large(request.headers.get("accept-language", ""), exc.limit))
 
     @api.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -296,7 +306,7 @@ def create_api(service: Service) -> FastAPI:
         except RagError as exc:
             raise ApiError(401, exc.message(lang), "authentication_error", "invalid_api_key",
                            {"WWW-Authenticate": "Bearer"}) from None
-        if key and settings.api_key_list():
+        if key and service.settings.api_key_list():
             # Hashed so the limiter's table never holds a key in clear.
             return "key:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
         return "addr:" + (request.client.host if request.client else "?")
@@ -438,9 +448,13 @@ def create_api(service: Service) -> FastAPI:
 
     @api.post("/v1/documents", response_model=IngestReportOut, tags=["documents"])
     async def upload(request: Request, files: list[UploadFile] = File(...)) -> IngestReportOut:  # noqa: B008
-        """Add or update documents (.md .txt .html .pdf .docx; several `files` parts) and ingest them."""
+        """Add or update documents (.md .txt .html .pdf; several `files` parts) and ingest them; files that
+        cannot be loaded are listed under `skipped` in the report."""
         check_admin(request)
         limit = int(settings.max_file_mb * 1024 * 1024)
+        if len(files) > MAX_UPLOAD_FILES:
+            raise BadInput(f"At most {MAX_UPLOAD_FILES} files per upload; nothing was changed.",
+                           f"Tối đa {MAX_UPLOAD_FILES} tệp mỗi lần tải lên; chưa có gì thay đổi.")
         items: list[tuple[str, bytes]] = []
         for f in files:
             data = await f.read(limit + 1)  # never more than the limit in memory
@@ -473,6 +487,75 @@ def create_api(service: Service) -> FastAPI:
         return report_out(await call(service.delete_document, doc_id))
 
     return api
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies to /v1/* over a limit get 413 in OpenAI's error shape, whether they
+    announce their length or stream it chunked — before FastAPI buffers or parses them. Other paths (the
+    Gradio UI, which has its own upload cap) pass untouched."""
+
+    def __init__(self, app: Any, *, json_limit: int, upload_limit: int) -> None:
+        self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/documents"
+        limit = self.upload_limit if upload else self.json_limit
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def watched_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, send, limit)
+
+    @staticmethod
+    async def _reject(scope: dict[str, Any], send: Any, limit: int) -> None:
+        headers = dict(scope.get("headers") or [])
+        err = too_large(headers.get(b"accept-language", b"").decode("latin-1"), limit)
+        await JSONResponse(err.body(), status_code=413)(scope, _no_receive, send)
+
+
+def too_large(accept_language: str, limit: int) -> ApiError:
+    """The 413 error for a body over `limit` bytes."""
+    mb = f"{limit / (1024 * 1024):g}"
+    msg = (f"Yêu cầu quá lớn (tối đa {mb} MB); chưa có gì thay đổi." if accept_language.strip().lower().startswith("vi")
+           else f"The request is too large (at most {mb} MB); nothing was changed.")
+    return ApiError(413, msg, "invalid_request_error", "request_too_large")
+
+
+class _TooLarge(HTTPException):
+    """Raised from the body reader; an HTTPException so FastAPI's body parsing lets it through unchanged."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413)
+        self.limit = limit
+
+
+async def _no_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
 
 
 def _model_card() -> dict[str, Any]:

@@ -31,6 +31,7 @@ from rag.grounding import (
     remove_unsupported,
     render_prompt,
 )
+from rag.guard import scrub_answer
 from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
 from rag.llm import ChatModel, OpenAICompatibleClient
@@ -233,10 +234,10 @@ class Pipeline:
     def _connection_answer(
         self, question: str, history: list[Turn], filters: Filters | None, k: int | None, t0: float
     ) -> Answer | None:
-        """The connection finder's answer as an Answer (text = its Markdown sections, citations = its
+        """The connection finder's answer as an Answer (text = its sections as plain text, citations = its
         sources), when the question (with a follow-up, the question it follows) is a local business
         looking for a way in to Japan; None otherwise, or when the finder lists nothing."""
-        from rag.connect import build_connection_answer, province_phrase, render_markdown, sector_phrase
+        from rag.connect import build_connection_answer, province_phrase, render_text, sector_phrase
         from rag.entities import OLD_NEW_SEP, detect_question_entities
 
         q = nfc(question or "").strip()
@@ -257,7 +258,7 @@ class Pipeline:
         timings = {**found.timings_ms, "answer": round(found.timings_ms.get("total", 0.0)
                                                         - found.timings_ms.get("retrieve", 0.0), 1),
                    "total": round((time.perf_counter() - t0) * 1000, 1)}
-        return Answer(question=question, language=lang, text=render_markdown(found, lang, sources=False),
+        return Answer(question=question, language=lang, text=render_text(found, lang),
                       refused=False, backend="extractive", citations=found.sources, hits=found.hits,
                       timings_ms=timings)
 
@@ -275,11 +276,17 @@ class Pipeline:
             return self.embedder.embed_documents(claims) @ self.embedder.embed_documents(sentences).T
 
         checks = check_claims(text, passages, lexicon=self.lexicon, english=lang == "en", similarity=similarity)
-        removed = [_MARKER_RE.sub("", c.text).strip() for c in checks if not c.supported]
-        if not removed:
+        dropped = [c for c in checks if not c.supported]
+        if not dropped:
             return text, []
+        # The notice quotes what was removed: through the output guard first (rag.guard, against the
+        # sources each sentence cited), so a secret or an injected canary the model echoed is not shown.
+        secrets = [getattr(self.llm, "_api_key", "") or ""]
+        removed = [scrub_answer(_MARKER_RE.sub("", c.text).strip(), [passages[n] for n in c.cited if n in passages],
+                                secrets=secrets).text for c in dropped]
+        # Logged scrubbed too (the raw sentence or its missing names may hold an echoed secret).
         log.info("Claim check removed %d of %d answer sentences: %s", len(removed), len(checks),
-                 [(c.text, c.missing, c.term_support, c.similarity) for c in checks if not c.supported])
+                 [(r, len(c.missing), c.term_support, c.similarity) for r, c in zip(removed, dropped, strict=True)])
         return remove_unsupported(text, checks), removed
 
     def _llm_rewrite(self, prompt: str, question: str, history: list[Turn]) -> str:
@@ -336,7 +343,8 @@ class Pipeline:
         backend: str | None = None,
         connections: bool = True,
     ) -> Iterator[StreamEvent]:
-        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded), then "final".
+        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded: the answer fell
+        back, or the claim check removed sentences), then "final".
 
         Any LLM failure, a cut stream, or an answer without a valid citation ends in the extractive
         answer with a notice: a partial generation is never presented as a complete answer. LLM
@@ -364,6 +372,7 @@ class Pipeline:
             t = time.perf_counter()
             timings["prepare"] = round((t - t0) * 1000, 1)  # pipeline overhead before the LLM is called
             parts: list[str] = []
+            removed: list[str] = []
             try:
                 for delta in self.llm_answerer.stream(state["standalone"], lang, result.hits):
                     if not parts:
@@ -371,15 +380,18 @@ class Pipeline:
                     parts.append(delta)
                     yield StreamEvent("token", delta)
                 text, removed = self._check_claims("".join(parts), lang, result.hits)
+                if removed:
+                    # The streamed text held sentences the final answer drops: consumers discard it.
+                    yield StreamEvent("reset")
                 answer = self.llm_answerer.finalize(question, lang, result.hits, text)
                 if answer is None:
                     notice = (UNSUPPORTED_FALLBACK_NOTICE if removed else NO_CITATION_NOTICE)[lang]
                 elif removed:
-                    notice = removed_notice(removed, lang)
+                    notice = " ".join(x for x in (removed_notice(removed, lang), answer.notice) if x)
             except RagError as exc:
                 log.warning("LLM answer failed: %s", exc)
                 notice = FALLBACK_NOTICE[lang].format(reason=exc.message(lang).rstrip("."))
-            if answer is None and parts:
+            if answer is None and parts and not removed:
                 yield StreamEvent("reset")
             timings["answer"] = round((time.perf_counter() - t) * 1000, 1)
         if answer is None:

@@ -861,6 +861,30 @@ def render_markdown(answer: ConnectionAnswer, lang: str | None = None, sources: 
     return "\n".join(parts).strip()
 
 
+def render_text(answer: ConnectionAnswer, lang: str | None = None) -> str:
+    """Plain text, for the chat's Answer.text (like the extractive answer's "Theo các tài liệu:" lines;
+    every interface escapes or prints it as it is): the notes, then a "Header:" line per non-empty
+    section with "- name — “quote” [n]" items. Sources are the Answer's citations, not repeated here."""
+    lang = lang or answer.language
+    province = strip_diacritics(answer.province) if lang == "en" else answer.province
+    h = {**HEADERS[lang], "local": HEADERS[lang]["local"].format(province=province)}
+    parts = [note for note in (answer.province_note, answer.sector_note) if note]
+    if answer.empty:
+        return "\n".join([*parts, REFUSAL[lang]])
+    if QUOTE_NOTE[lang]:
+        parts.append(QUOTE_NOTE[lang])
+    for section, items in answer.sections.items():
+        if not items:
+            continue
+        parts += ["", f"{h[section]}:"]
+        for it in items:
+            pre = "…" if it.cut_start else ""
+            post = "…" if it.cut_end and not it.quote.endswith(("…", "...")) else ""
+            quoted = f"“{pre}{it.quote}{post}” {_marker(it)}"
+            parts.append(f"- {quoted}" if section == "next_steps" else f"- {it.text} — {quoted}")
+    return "\n".join(parts).strip()
+
+
 def to_json(answer: ConnectionAnswer) -> dict[str, Any]:
     """The `rag connect --json` object."""
     def items(xs: tuple[ConnectionItem, ...]) -> list[dict[str, Any]]:
@@ -898,6 +922,7 @@ __all__ = [
     "is_connection_query",
     "province_phrase",
     "render_markdown",
+    "render_text",
     "sector_phrase",
     "to_json",
 ]

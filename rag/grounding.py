@@ -19,6 +19,7 @@ import string
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -369,17 +370,22 @@ def _passage(text: str) -> _Passage:
     return _Passage(text, syl, set(syl), _numbers_of(text), ents)
 
 
+@lru_cache(maxsize=256)
+def _sentence_mentions(sentence: str) -> tuple[Any, ...]:
+    from rag.entities import find_mentions
+
+    return tuple(find_mentions(sentence, question=True))
+
+
 def _name_supported(run: str, sentence: str, passage: _Passage, lexicon: Any) -> bool:
     """Whether a name occurs in the passage: verbatim (tone- and case-insensitive), as the same
     gazetteer entity ('Consulate General of Viet Nam in Osaka' = 'Tổng Lãnh sự quán Việt Nam tại
     Osaka'), or word by word through the EN<->VI lexicon ('Vice Minister' = 'Thứ trưởng')."""
-    from rag.entities import find_mentions
-
     if _contains_seq(passage.syllables, _fold_syllables(run)):
         return True
     offset = sentence.find(run)
     covered: list[tuple[int, int]] = []
-    for m in find_mentions(sentence, question=True):
+    for m in _sentence_mentions(sentence):
         if offset >= 0 and m.start < offset + len(run) and m.end > offset and (m.kind, m.canonical) in passage.entities:
             covered.append((max(m.start, offset) - offset, min(m.end, offset + len(run)) - offset))
     rest = "".join(" " if any(a <= i < b for a, b in covered) else ch for i, ch in enumerate(run))
@@ -401,8 +407,7 @@ def _name_supported(run: str, sentence: str, passage: _Passage, lexicon: Any) ->
 
 def _term_support(sentence: str, passage: _Passage, lexicon: Any, english: bool) -> float:
     """Share of the sentence's content words (lexicon phrases for English) found in the passage."""
-    plain = _MARKER.sub(" ", sentence)
-    plain = _NUMBER.sub(" ", plain)
+    plain = _MARKER.sub(" ", sentence)  # numbers are checked as anchors; digit-only tokens are skipped below
     total = found = 0.0
     if english and lexicon is not None:
         exp = lexicon.expand(plain)

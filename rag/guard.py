@@ -18,13 +18,14 @@ not by entropy estimation; a real identifier from a document survives because it
 
 from __future__ import annotations
 
+import errno
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.errors import BadInput
+from rag.errors import BadInput, RagError
 
 # ------------------------------------------------------------------------------------------ inbound
 
@@ -118,6 +119,37 @@ _VI_WHAT = {
 }
 
 
+ALLOWED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
+
+
+def check_upload(name: str, head: bytes, size: int, limits: Limits) -> tuple[str, Kind]:
+    """(safe file name, parser kind) for an uploaded file, or BadInput with one sentence.
+
+    Checks, in order: the name (no folders, `..`, absolute paths or control characters), the extension
+    (a supported document type), the size (`limits.max_file_mb`, also enforced by Gradio's
+    `max_file_size`), emptiness, and the content (`sniff_type`; a `.pdf` must really be a PDF). Store the
+    file under the returned name inside the upload folder, never under the name as sent.
+    """
+    safe = check_filename(name)
+    suffix = ("." + safe.rsplit(".", 1)[-1].lower()) if "." in safe else ""
+    if suffix not in ALLOWED_SUFFIXES:
+        raise BadInput(
+            f"{safe}: unsupported file type (use .txt, .md, .html or .pdf).",
+            f"{safe}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html hoặc .pdf).",
+        )
+    if size > limits.max_bytes:
+        raise too_large(safe, size, limits)
+    if size == 0:
+        raise BadInput(f"{safe} is empty; it was skipped.", f"{safe} trống; đã bỏ qua.")
+    kind = sniff_type(head, safe)
+    if suffix == ".pdf" and kind != "pdf":
+        raise BadInput(
+            f"{safe} is named as a PDF but is not one; it was skipped.",
+            f"{safe} có đuôi PDF nhưng không phải tệp PDF; đã bỏ qua.",
+        )
+    return safe, kind
+
+
 def too_large(name: str, size: int, limits: Limits) -> BadInput:
     """The sentence for a file over the size limit."""
     mb = size / 1024 / 1024
@@ -149,6 +181,60 @@ def check_text_shape(text: str, name: str, limits: Limits) -> None:
             f"{name} có một dòng dài {longest:,} ký tự (giới hạn {limits.max_line_chars:,}, "
             "RAG_MAX_LINE_CHARS); không giống tài liệu đọc được nên đã bỏ qua.",
         )
+
+
+class StorageFull(RagError):
+    """Writing the index failed for lack of space (or a file-size limit); nothing was replaced."""
+
+    vi = (
+        "Ổ đĩa đã đầy (hoặc vượt giới hạn kích thước tệp) khi ghi chỉ mục; chỉ mục cũ không bị thay đổi và vẫn "
+        "trả lời được. Hãy giải phóng dung lượng rồi chạy lại `rag ingest`."
+    )
+    en = (
+        "The disk is full (or a file-size limit was reached) while writing the index; the previous index is "
+        "unchanged and still answers. Free some space and run `rag ingest` again."
+    )
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_FULL_MESSAGES = re.compile(r"disk i/o error|database or disk is full|no space left|file too large|quota exceeded",
+                            re.IGNORECASE)
+
+
+def storage_error(exc: BaseException) -> StorageFull | None:
+    """A StorageFull for an exception that means "out of space" (OSError ENOSPC/EFBIG/EDQUOT, or SQLite's
+    disk errors as Chroma reports them), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the cause may sit down the chain
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return StorageFull(detail=repr(current))
+        if _FULL_MESSAGES.search(str(current)):
+            return StorageFull(detail=repr(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class VectorStoreUnavailable(RagError):
+    """The Chroma server could not be reached; answers resume by themselves once it is back."""
+
+    vi = "Không kết nối được máy chủ Chroma (kho vector); hãy kiểm tra máy chủ rồi thử lại sau giây lát."
+    en = "The Chroma vector server cannot be reached; check that it is running and try again in a moment."
+
+
+def store_unavailable(exc: BaseException) -> VectorStoreUnavailable | None:
+    """A VectorStoreUnavailable for connection failures talking to a Chroma server (refused, reset,
+    timed out, a proxy's 502/503), else None."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+        return VectorStoreUnavailable(detail=repr(exc))
+    text = str(exc)
+    if re.search(r"could not connect|connection (?:refused|reset|aborted)|server disconnected|"
+                 r"\b50[234]\b.*(?:bad gateway|unavailable|gateway)", text, re.IGNORECASE):
+        return VectorStoreUnavailable(detail=repr(exc))
+    return None
 
 
 # ------------------------------------------------------------------------------------------ outbound

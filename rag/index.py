@@ -36,7 +36,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
-from rag.guard import Limits
+from rag.guard import Limits, storage_error, store_unavailable
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
 from rag.types import Chunk
@@ -340,9 +340,15 @@ class Index:
         if n == 0 or (rows is not None and len(rows) == 0):
             return [[] for _ in vectors]
         if rows is None and n > self.settings.exact_search_max_rows:
-            res = self.collection().query(
-                query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
-            )
+            try:
+                res = self.collection().query(
+                    query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
+                )
+            except Exception as exc:  # a stopped server: one sentence; the next query simply retries
+                down = store_unavailable(exc)
+                if down is None:
+                    raise
+                raise down from exc
             return [
                 [(cid, 1.0 - float(d)) for cid, d in zip(ids, dists, strict=True)]
                 for ids, dists in zip(res["ids"], res["distances"], strict=True)
@@ -392,6 +398,32 @@ class Index:
 
     # ------------------------------------------------------------ ingest
     def sync(
+        self,
+        paths: list[Path],
+        embedder: Embedder,
+        *,
+        progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    ) -> IngestReport:
+        """`_sync`, with a full disk turned into one sentence (`StorageFull`) and its temporary files removed:
+        the files are replaced atomically, manifest last, so the previous index still answers."""
+        try:
+            return self._sync(paths, embedder, progress=progress)
+        except Exception as exc:
+            full = storage_error(exc)
+            if full is None:
+                down = store_unavailable(exc)
+                if down is not None:
+                    raise down from exc
+                raise
+            for leftover in self.home.glob(".*"):
+                if leftover.name != ".bm25-old" and leftover.name.startswith(
+                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-")
+                ):
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            log.error("Ingest stopped, out of space: %s", full.detail)
+            raise full from exc
+
+    def _sync(
         self,
         paths: list[Path],
         embedder: Embedder,

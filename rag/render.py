@@ -45,7 +45,7 @@ def escape_text(text: str) -> str:
     """`text` as Markdown that displays exactly `text` (one line per line; no HTML, links or images).
 
     >>> escape_text("<img src=x>")
-    '\\\\<img src\\\\=x\\\\>'
+    '\\\\<img src=x\\\\>'
     """
     lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     # Leading spaces would make an indented code block; Markdown collapses them anyway.

@@ -30,14 +30,34 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:  # the ingest process
             code = 0
+            result: dict = {"ok": True}
             try:
+                if cmd.get("fsize"):  # a "full disk": writes beyond this many bytes fail with EFBIG
+                    import resource
+                    import signal
+
+                    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+                    resource.setrlimit(resource.RLIMIT_FSIZE, (cmd["fsize"], hard))  # soft only: restorable
+                from rag.errors import RagError
                 from rag.index import Index
 
                 settings = make_settings(Path(cmd["home"]), corpus_dir=Path(cmd["corpus"]))
-                Index.open(settings, must_exist=False).sync([Path(cmd["corpus"])], embedder)
-            except BaseException:
+                try:
+                    Index.open(settings, must_exist=False).sync([Path(cmd["corpus"])], embedder)
+                except RagError as exc:
+                    result = {"ok": False, "rag_error": True, "en": exc.en, "vi": exc.vi}
+                    code = 2
+            except BaseException as exc:
                 traceback.print_exc()
+                result = {"ok": False, "rag_error": False, "type": type(exc).__name__, "text": str(exc)[:500]}
                 code = 1
+            if cmd.get("result"):
+                import resource
+
+                hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+                resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+                Path(cmd["result"]).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
             os._exit(code)
         print(json.dumps({"pid": pid}), flush=True)
         _, status = os.waitpid(pid, 0)

@@ -34,6 +34,20 @@ def service_with(service, **settings):
     return svc
 
 
+def llm_service(pipeline, llm, **settings):
+    """A Service whose pipeline answers with the scripted OpenAI-compatible server `llm`."""
+    from rag.chain import Pipeline
+    from rag.llm import OpenAICompatibleClient
+    from rag.service import Service
+
+    s = pipeline.settings.model_copy(update={"llm_base_url": llm.base_url, "llm_model": llm.model, **settings})
+    p = Pipeline(s, pipeline.loaded, pipeline.index, pipeline.lexicon,
+                 OpenAICompatibleClient(llm.base_url, llm.model, max_retries=0), reranker=pipeline.reranker)
+    svc = Service(s, pipeline_factory=lambda _s: p)
+    svc.start()
+    return svc
+
+
 def app_of(service):
     from rag.server import create_app
 
@@ -210,6 +224,39 @@ def test_malformed_chat_requests_are_400_with_one_sentence(open_url):
     assert r.status_code == 400 and r.json()["error"]["message"]
 
 
+def test_oversized_bodies_are_413_before_they_are_read(open_url):
+    url = f"{open_url}/v1/chat/completions"
+    big = {"messages": [{"role": "user", "content": "x"}], "padding": "a" * (2 * 1024 * 1024)}
+    r = httpx.post(url, json=big, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large", r.text
+    assert r.json()["error"]["message"] == "The request is too large (at most 1 MB); nothing was changed."
+
+    def chunked():  # no Content-Length: the limit must hold while the body streams in
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'"}]}'
+
+    r = httpx.post(url, content=chunked(), headers={"content-type": "application/json", "accept-language": "vi"},
+                   timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["message"].startswith("Yêu cầu quá lớn"), r.text
+    ok = httpx.post(url, json={"messages": [{"role": "user", "content": QUESTION_VI}]}, timeout=60)
+    assert ok.status_code == 200  # the server is fine afterwards
+
+
+def test_history_is_capped_to_the_recent_turns():
+    from rag.api import MAX_HISTORY_TURNS, MAX_TURN_CHARS, ChatMessage, split_messages
+
+    messages = []
+    for i in range(30):
+        messages += [ChatMessage(role="user", content=f"q{i} " + "x" * 10_000),
+                     ChatMessage(role="assistant", content=f"a{i}")]
+    question, turns = split_messages([*messages, ChatMessage(role="user", content="Còn ở Osaka thì sao?")])
+    assert question == "Còn ở Osaka thì sao?"
+    assert len(turns) == MAX_HISTORY_TURNS and turns[-1].answer == "a29" and turns[0].question.startswith("q22 ")
+    assert all(len(t.question) <= MAX_TURN_CHARS for t in turns)
+
+
 def test_chat_filters_and_k_extension(open_url, service):
     source = sorted({c.source for c in service.pipeline.index.chunks.values() if c.source})[0]
     resp = oai(open_url).chat.completions.create(
@@ -218,6 +265,26 @@ def test_chat_filters_and_k_extension(open_url, service):
     )
     for c in resp.model_extra["citations"]:
         assert c["source"] == source
+
+
+def test_stream_sends_only_the_validated_answer_never_withdrawn_llm_text(pipeline):
+    """An LLM reply without a valid citation ends in the quoted answer: the stream must not have sent the
+    rejected text first (SSE cannot take it back)."""
+    from tests.scripted_llm import ScriptedLLM
+
+    rejected = "Theo tôi EMB-AI là một loại trà xanh nổi tiếng của Kyoto."
+    with ScriptedLLM() as llm:
+        svc = llm_service(pipeline, llm)
+        with uvicorn_in_thread(app_of(svc)) as url:
+            llm.enqueue_reply(rejected, chunks=4)
+            chunks = list(oai(url).chat.completions.create(
+                model="vj-rag", messages=[{"role": "user", "content": QUESTION_VI}], stream=True))
+            assert llm.chat_requests, "the LLM was not asked"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = chunks[-1].model_extra
+    assert "trà xanh" not in text
+    assert final["backend"] == "extractive" and final["notice"] and final["citations"]
+    assert text == pipeline.ask(QUESTION_VI).text
 
 
 # ---------------------------------------------------------------------------------------- retrieve, connect, health
@@ -410,6 +477,13 @@ def test_bad_uploads_are_400_and_change_nothing(admin, files, sentence):
     assert client.get("/v1/documents").json() == before
 
 
+def test_too_many_files_in_one_upload_is_400(admin):
+    client, _url = admin
+    files = [("files", (f"n{i}.md", f"# Note {i}\n\nText {i}.".encode())) for i in range(21)]
+    r = client.post("/v1/documents", files=files)
+    assert r.status_code == 400 and "At most 20 files" in r.json()["error"]["message"]
+
+
 def test_upload_without_files_is_400(admin):
     client, _url = admin
     r = client.post("/v1/documents", data={"nothing": "here"})
@@ -488,19 +562,12 @@ def test_rate_limit_is_per_key_with_retry_after(service):
 
 def test_beyond_the_queue_clients_get_429_and_the_queued_ones_finish(service, pipeline):
     """concurrency 1 + queue 1: with a slow (scripted) LLM, the third concurrent request is refused at once."""
-    from rag.chain import Pipeline
-    from rag.llm import OpenAICompatibleClient
-    from rag.service import Service
     from tests.scripted_llm import ScriptedLLM
 
     with ScriptedLLM() as llm:
         for _ in range(2):
             llm.enqueue_slow_first_token(2.0, text="EMB-AI là một nền tảng [1].")
-        settings = service.settings.model_copy(update={"concurrency": 1, "max_queue": 1})
-        slow = Pipeline(settings, pipeline.loaded, pipeline.index, pipeline.lexicon,
-                        OpenAICompatibleClient(llm.base_url, llm.model, max_retries=0), reranker=pipeline.reranker)
-        svc = Service(settings, pipeline_factory=lambda _s: slow)
-        svc.start()
+        svc = llm_service(pipeline, llm, concurrency=1, max_queue=1)
         with uvicorn_in_thread(app_of(svc)) as url:
             async def run():
                 async with httpx.AsyncClient(base_url=url, timeout=60) as client:

@@ -114,12 +114,17 @@ def test_vietnamese_connection_question_gets_the_structured_answer(pipeline):
     answer = pipeline.ask(SEAFOOD_VI)
     assert answer.backend == "extractive" and not answer.refused and answer.language == "vi"
     lines = answer.text.splitlines()
-    assert lines[0] == "> Tài liệu không đề cập riêng đến tỉnh Nghệ An; dưới đây là các đầu mối áp dụng toàn quốc."
-    assert "> " + SECTOR_ABSENT_NOTE["vi"].format(sector="thủy sản") in lines
-    assert f"**{HEADERS['vi']['who']}**" in lines and f"**{HEADERS['vi']['next_steps']}**" in lines
+    assert lines[0] == "Tài liệu không đề cập riêng đến tỉnh Nghệ An; dưới đây là các đầu mối áp dụng toàn quốc."
+    assert SECTOR_ABSENT_NOTE["vi"].format(sector="thủy sản") == lines[1]
+    assert f"{HEADERS['vi']['who']}:" in lines and f"{HEADERS['vi']['next_steps']}:" in lines
     assert any(name in answer.text for name in NATIONAL)
-    assert f"**{HEADERS['vi']['sources']}**" not in answer.text  # the citations carry the sources
+    assert f"{HEADERS['vi']['sources']}:" not in lines  # the citations carry the sources
+    assert "**" not in answer.text and "\\" not in answer.text  # plain text: interfaces escape it themselves
     _check_inline_citations(answer)
+    from rag.render import answer_markdown
+
+    shown = answer_markdown(answer)  # the chat's rendering: headers and items read as written
+    assert f"{HEADERS['vi']['who']}:  \n\\- " in shown and "\\*\\*" not in shown
 
 
 def test_unaccented_connection_question_names_the_sector_back(pipeline):
@@ -137,7 +142,8 @@ def test_english_connection_question_gets_english_sections_and_the_seafood_note(
     assert answer.language == "en" and not answer.refused
     assert "The documents say nothing about seafood / thủy sản" in answer.text
     assert "The documents do not mention Nghe An province specifically" in answer.text
-    assert f"**{HEADERS['en']['who']}**" in answer.text and not any(h in answer.text for h in HEADERS["vi"].values())
+    assert f"{HEADERS['en']['who']}:" in answer.text.splitlines()
+    assert not any(h in answer.text for h in HEADERS["vi"].values())
     assert any(name in answer.text for name in NATIONAL_EN)
     _check_inline_citations(answer)
 
@@ -154,14 +160,14 @@ def test_known_sector_follow_up_keeps_the_province(pipeline):
     answer = pipeline.ask("Còn ngành bán dẫn thì sao?", history=history)
     assert "Tài liệu không đề cập riêng đến tỉnh Nghệ An" in answer.text  # carried over
     assert "thủy sản" not in answer.text  # this turn's sector replaces the previous one
-    sectors = answer.text.split(f"**{HEADERS['vi']['sectors']}**")[1].split("\n\n")[0]
+    sectors = answer.text.split(f"{HEADERS['vi']['sectors']}:")[1].split("\n\n")[0]
     assert "Bán dẫn" in sectors.splitlines()[1]
     _check_inline_citations(answer)
 
 
 def test_connections_can_be_turned_off_and_other_questions_are_untouched(pipeline):
     plain = pipeline.ask(SEAFOOD_VI, connections=False)
-    assert f"**{HEADERS['vi']['who']}**" not in plain.text
+    assert f"{HEADERS['vi']['who']}:" not in plain.text
     fact = pipeline.ask("Có bao nhiêu kỹ sư CNTT Việt Nam tại Nhật Bản?")
     assert fact.text.startswith("Theo các tài liệu:")
 

@@ -51,6 +51,8 @@ def test_vietnamese_answer_loses_its_invented_sentences(llm_pipeline, server, mo
     if mode == "stream":
         events = list(llm_pipeline.stream(VI_Q))
         assert "".join(e.text for e in events if e.kind == "token") == reply  # tokens flow as written
+        kinds = [e.kind for e in events]
+        assert kinds.count("reset") == 1 and kinds.index("reset") > max(i for i, k in enumerate(kinds) if k == "token")
         answer = _final(events)
     else:
         answer = llm_pipeline.ask(VI_Q)
@@ -104,6 +106,8 @@ def test_refusals_and_supported_answers_are_left_alone(llm_pipeline, server):
     refusal = llm_pipeline.ask("Dân số của Osaka là bao nhiêu?")
     assert refusal.refused and refusal.backend == "llm" and not refusal.notice
     server.enqueue_reply(f"Theo tài liệu:\n- {GOOD_VI}\n- Phó Thủ tướng tin tưởng đây là cầu nối quan trọng [1].")
-    answer = llm_pipeline.ask(VI_Q)
+    events = list(llm_pipeline.stream(VI_Q))
+    assert "reset" not in [e.kind for e in events]  # nothing removed: the streamed text stands
+    answer = _final(events)
     assert answer.backend == "llm" and not answer.notice
     assert answer.text == f"Theo tài liệu:\n- {GOOD_VI}\n- Phó Thủ tướng tin tưởng đây là cầu nối quan trọng [1]."

@@ -60,8 +60,8 @@ class ForkServer:
         )
         assert json.loads(self.proc.stdout.readline()).get("ready")
 
-    def start(self, home: Path, corpus: Path) -> int:
-        self.proc.stdin.write(json.dumps({"home": str(home), "corpus": str(corpus)}) + "\n")
+    def start(self, home: Path, corpus: Path, **extra: object) -> int:
+        self.proc.stdin.write(json.dumps({"home": str(home), "corpus": str(corpus), **extra}) + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())["pid"]
 
@@ -154,3 +154,121 @@ def test_check_reports_each_broken_store_with_a_repair(tmp_path, seed_home):
 
     Index(settings).collection().delete(ids=[json.loads(lines[0])["chunk_id"]])
     assert any("Chroma" in p.message() for p in check_index(settings))
+
+
+def test_disk_full_during_ingest_keeps_the_previous_index(tmp_path, loaded_embedder):
+    """Ingest with file writes capped (RLIMIT_FSIZE in the ingest process, like a full disk): one clear
+    sentence, and the previous index still opens, passes the check and answers."""
+    from rag.chain import Pipeline
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+
+    embedder = loaded_embedder.embedder
+    docs = _small_docs()
+    names = sorted(docs)
+    corpus, home = tmp_path / "corpus", tmp_path / "home"
+    corpus.mkdir()
+    _write_corpus(corpus, docs, names[:3], {})
+    settings = make_settings(home, corpus_dir=corpus)
+    Index.open(settings, must_exist=False).sync([corpus], embedder)
+    before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    biggest = max(len(b) for name, b in before.items() if name.endswith(".jsonl"))
+
+    _write_corpus(corpus, docs, names, {})  # seven more documents: every store must grow
+    server = ForkServer(tmp_path / "scratch")
+    try:
+        result_path = tmp_path / "result.json"
+        server.start(home, corpus, result=str(result_path), fsize=biggest + 512)
+        server.wait()
+    finally:
+        server.close()
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    assert result["ok"] is False and result["rag_error"] is True, result
+    assert "disk is full" in result["en"] and "ổ đĩa đã đầy" in result["vi"].lower()
+    assert "\n" not in result["en"] and "Traceback" not in result["en"]
+    after = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file() and p.name in before}
+    assert after == before  # manifest, chunk store, tokens, entities and vectors untouched
+    loaded_index = Index.open(settings)
+    assert sorted(loaded_index.manifest["docs"]) == sorted(names[:3])
+    p = Pipeline(settings, loaded_embedder, loaded_index, default_lexicon())
+    first = json.loads((home / "chunks.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    answer = p.ask(first["text"].split(".")[0][:200])
+    assert not answer.refused and answer.citations
+    # Chroma may hold vectors the failed run added; the check says so and one more ingest repairs it.
+    problems = check_index(settings)
+    assert all("Chroma" in pr.message() for pr in problems)
+    Index.open(settings).sync([corpus], embedder)
+    assert check_index(settings) == []
+
+
+def test_storage_error_recognises_out_of_space_only():
+    import errno
+
+    from rag.guard import StorageFull, storage_error
+
+    assert isinstance(storage_error(OSError(errno.ENOSPC, "No space left on device")), StorageFull)
+    assert isinstance(storage_error(OSError(errno.EFBIG, "File too large")), StorageFull)
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert isinstance(storage_error(outer), StorageFull)
+    assert storage_error(OSError(errno.ENOENT, "missing")) is None
+    assert storage_error(ValueError("bad value")) is None
+
+
+def test_chroma_server_stopped_mid_use_gives_a_sentence_and_answers_resume(tmp_path, loaded_embedder):
+    """A real `chroma run` server stops while questions are being answered, then comes back on the same
+    port and data: every failure in between is one clear sentence, and the same Pipeline answers again
+    without a restart."""
+    import threading
+
+    from rag.chain import Pipeline
+    from rag.errors import RagError
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+    from tests.servers import free_port, running_server
+    from tests.test_chroma_server import QUESTION_VI, _chroma_cli
+
+    data, port = tmp_path / "chroma-data", free_port()
+    command = [_chroma_cli(), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    ready = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+    # exact_search_max_rows=0: every dense search is a request to the server.
+    settings = make_settings(tmp_path / "home", chroma_host="127.0.0.1", chroma_port=port, exact_search_max_rows=0)
+    outcomes: list[str] = []
+    with running_server(command, ready, tmp_path / "chroma-1.log", name="chroma run", timeout_s=60):
+        Index.open(settings, must_exist=False).sync([CORPUS], loaded_embedder.embedder)
+        pipeline = Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon())
+        assert not pipeline.ask(QUESTION_VI).refused
+        stop = threading.Event()
+
+        def keep_asking() -> None:
+            while not stop.is_set():
+                try:
+                    pipeline.ask(QUESTION_VI)
+                    outcomes.append("answer")
+                except RagError as exc:
+                    outcomes.append("sentence:" + exc.message("vi") + " | " + exc.message("en"))
+                except Exception as exc:  # anything else is a failure of the test
+                    outcomes.append(f"crash:{type(exc).__name__}: {exc}")
+
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        time.sleep(1.0)
+    # The server has been terminated while the asker runs.
+    time.sleep(2.0)
+    stop.set()
+    asker.join(timeout=60)
+    crashes = [o for o in outcomes if o.startswith("crash:")]
+    assert crashes == [], crashes[:3]
+    sentences = [o for o in outcomes if o.startswith("sentence:")]
+    assert sentences, outcomes[-5:]
+    assert all("Chroma" in s and "\n" not in s for s in sentences)
+    with pytest.raises(RagError) as info:
+        pipeline.ask(QUESTION_VI)
+    assert "Chroma" in info.value.en and "Chroma" in info.value.vi
+    with running_server(command, ready, tmp_path / "chroma-2.log", name="chroma run", timeout_s=60):
+        answer = pipeline.ask(QUESTION_VI)  # the same Pipeline object: no restart of the app
+        assert not answer.refused and answer.citations

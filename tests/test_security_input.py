@@ -279,3 +279,17 @@ def test_hostile_folder_leaves_the_index_intact(tmp_path, embedder):
         assert_one_sentence(s.reason_en, s.reason_vi)
     assert (home / "chunks.jsonl").read_text(encoding="utf-8") == before
     assert check_index(settings) == []
+
+
+def test_upload_check_names_types_sizes_and_content():
+    from rag.guard import check_upload
+
+    limits = Limits(max_file_mb=1)
+    assert check_upload("Báo cáo.pdf", b"%PDF-1.7\n", 1000, limits) == ("Báo cáo.pdf", "pdf")
+    assert check_upload("trang.txt", b"<!DOCTYPE html><html>", 10, limits) == ("trang.txt", "html")
+    bad = [("../x.md", b"a", 1), ("x.exe", b"MZ", 10), ("big.md", b"a", 2 * 1024 * 1024), ("e.md", b"", 0),
+           ("fake.pdf", b"hello", 5), ("img.md", b"\x89PNG\r\n", 10), ("a\x00.md", b"a", 1)]
+    for name, head, size in bad:
+        with pytest.raises(BadInput) as info:
+            check_upload(name, head, size, limits)
+        assert_one_sentence(info.value.en, info.value.vi)
