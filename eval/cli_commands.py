@@ -71,10 +71,13 @@ def eval_command(
              "then shows every metric seeds-only and with distractors.")] = None,
     distractor_source: Annotated[Path, typer.Option(
         "--distractor-source", envvar="RAG_DISTRACTOR_SOURCE", metavar="PATH", show_envvar=False,
-        help="The viwiki archive (.tar.xz) or extracted folder that list ids refer to.")] = DEFAULT_SOURCE,
+        show_default=False,
+        help=f"The viwiki archive (.tar.xz) or extracted folder that list ids refer to; default "
+             f"{DEFAULT_SOURCE.as_posix()}. Env: RAG_DISTRACTOR_SOURCE.")] = DEFAULT_SOURCE,
     cache_dir: Annotated[Path, typer.Option(
-        "--cache-dir", envvar="RAG_EVAL_CACHE", metavar="DIR", show_envvar=False,
-        help="Where distractor documents and their index are kept between runs (outside the repo).")] = DEFAULT_CACHE,
+        "--cache-dir", envvar="RAG_EVAL_CACHE", metavar="DIR", show_envvar=False, show_default=False,
+        help=f"Where distractor documents and their index are kept between runs (outside the repo); "
+             f"default {DEFAULT_CACHE.as_posix()}. Env: RAG_EVAL_CACHE.")] = DEFAULT_CACHE,
 ) -> None:
     """Evaluate answer quality on a gold dataset.
 

@@ -240,7 +240,6 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             def tick(done: int, total: int, info: dict[str, Any]) -> None:
                 job.done, job.total, job.current = done, total, f"{info.get('config')} · {info.get('id')}"
 
-            job.total = sum(1 for _ in _dataset_lines(datasets_dir / job.dataset)) * len(job.configs)
             return run_eval(datasets_dir / job.dataset, job.out, job.configs, p.settings, resume=False,
                             progress=tick, pipeline=p)
 
@@ -264,7 +263,9 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
                 raise gr.Error("Chọn bộ câu hỏi / Pick a dataset.")
             names = list(names or ["hybrid"])
             try:
-                job = jobs.start(EvalJob(dataset_name, names, out_dir_for(dataset_name)), work)
+                # The total is known before the run starts, so the first progress bar already shows it.
+                total = sum(1 for _ in _dataset_lines(datasets_dir / dataset_name)) * len(names)
+                job = jobs.start(EvalJob(dataset_name, names, out_dir_for(dataset_name), total=total), work)
             except RuntimeError as exc:
                 raise gr.Error(str(exc)) from exc
             except (ValueError, OSError, RagError) as exc:
