@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rag.errors import BadInput, RagError
+from rag.text import vi_number
 
 # ------------------------------------------------------------------------------------------ inbound
 
@@ -166,7 +167,7 @@ def text_too_long(name: str, limits: Limits) -> BadInput:
     return BadInput(
         f"{name} holds more than {limits.max_document_chars:,} characters of text "
         "(RAG_MAX_DOCUMENT_CHARS); split it into smaller documents.",
-        f"{name} chứa hơn {limits.max_document_chars:,} ký tự văn bản (RAG_MAX_DOCUMENT_CHARS); "
+        f"{name} chứa hơn {vi_number(limits.max_document_chars)} ký tự văn bản (RAG_MAX_DOCUMENT_CHARS); "
         "hãy tách thành các tài liệu nhỏ hơn.",
     )
 
@@ -180,7 +181,7 @@ def check_text_shape(text: str, name: str, limits: Limits) -> None:
         raise BadInput(
             f"{name} has a line of {longest:,} characters (limit {limits.max_line_chars:,}, "
             "RAG_MAX_LINE_CHARS); it does not look like a readable document and was skipped.",
-            f"{name} có một dòng dài {longest:,} ký tự (giới hạn {limits.max_line_chars:,}, "
+            f"{name} có một dòng dài {vi_number(longest)} ký tự (giới hạn {vi_number(limits.max_line_chars)}, "
             "RAG_MAX_LINE_CHARS); không giống tài liệu đọc được nên đã bỏ qua.",
         )
 

@@ -17,6 +17,7 @@ reading the rendered chat (the JSON API returns the plain text and structured fi
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -128,29 +129,82 @@ def partial_markdown(text: str) -> str:
     return llm_markdown(mask_suspicious(text), ())
 
 
+_MARKERS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+def merged_citations(answer: Answer) -> tuple[str, list[tuple[int, Any, list[str]]]]:
+    """The answer text with one number per cited chunk, and (number, chunk, quotes) per source.
+
+    The extractive answerer cites each quoted sentence separately (so every `quote` is a substring of
+    its chunk); a reader wants one source per passage, so [1] and [2] from the same chunk become [1].
+    """
+    first_of: dict[str, int] = {}
+    renumber: dict[int, int] = {}
+    sources: list[tuple[int, Any, list[str]]] = []
+    for c in answer.citations:
+        cid = c.chunk.chunk_id
+        if cid not in first_of:
+            first_of[cid] = len(sources) + 1
+            sources.append((first_of[cid], c.chunk, []))
+        renumber[c.n] = first_of[cid]
+        quotes = sources[first_of[cid] - 1][2]
+        if c.quote not in quotes:
+            quotes.append(c.quote)
+
+    def fix(m: re.Match[str]) -> str:
+        numbers = [renumber.get(int(x), int(x)) for x in re.split(r"\s*,\s*", m.group(1))]
+        return "[" + ", ".join(str(n) for n in dict.fromkeys(numbers)) + "]"
+
+    return _MARKERS.sub(fix, answer.text), sources
+
+
 def answer_markdown(answer: Answer, model: str = "") -> str:
-    """Markdown for the chat: notice, answer, numbered sources (outlet, date, quoted passage), backend."""
+    """Markdown for the chat: notice, the answer (quotes with [n]), then one collapsible card per source.
+
+    A quote already shown in the answer is not repeated under its source; missing outlet or date is
+    left out rather than written as "unknown"; the card links to the document when it has a URL.
+    """
     lang = answer.language
+    text, sources = merged_citations(answer)
     parts = []
     if answer.notice:
-        parts.append(f"> ⚠️ {escape_inline(answer.notice)}\n")
+        parts.append(f"> ⚠ {escape_inline(answer.notice)}\n")  # a text symbol: no emoji font needed
     if answer.backend == "llm":
-        parts.append(llm_markdown(answer.text, source_urls(c.chunk for c in answer.citations)))
+        parts.append(llm_markdown(text, source_urls(c.chunk for c in answer.citations)))
     else:
-        parts.append(escape_text(answer.text))
-    if answer.citations:
-        parts.append(f"\n**{'Nguồn' if lang == 'vi' else 'Sources'}**")
-        unknown = "không rõ" if lang == "vi" else "unknown"
-        for c in answer.citations:
-            meta = " · ".join((c.chunk.source or unknown, c.chunk.date or unknown))
-            parts.append(f"\n\\[{c.n}\\] **{escape_inline(c.chunk.title)}** — {escape_inline(meta)}  \n"
-                         f"> {escape_inline(c.quote)}")
+        parts.append(escape_text(text))
+    if sources:
+        parts.append(f"\n**{'Nguồn' if lang == 'vi' else 'Sources'}**\n")
+        for n, chunk, quotes in sources:
+            meta = ", ".join(x for x in (chunk.source, _date(chunk.date, lang)) if x)
+            head = f"[{n}] <strong>{html.escape(chunk.title)}</strong>" + (f" — {html.escape(meta)}" if meta else "")
+            body = []
+            # The quote stays visible (once): an extractive answer already quotes it above; an LLM answer
+            # does not, so it is shown under the card's title, outside the fold.
+            shown = "" if answer.backend != "llm" and all(q in answer.text for q in quotes) else "".join(
+                f"<blockquote>{html.escape(q)}</blockquote>" for q in quotes)
+            if chunk.url.startswith(("http://", "https://")):
+                label = "Mở bài gốc" if lang == "vi" else "Open the article"
+                body.append(f'<a href="{html.escape(chunk.url, quote=True)}" rel="noopener noreferrer" '
+                            f'target="_blank">{label}</a>')
+            if not body:
+                body.append(f"<small>{html.escape(chunk.doc_id)}</small>")
+            # <details> is our own markup around escaped text: the card folds away, the quote is above.
+            parts.append(f"<details><summary>{head}</summary>{''.join(body)}</details>{shown}")
     backend = "trích dẫn (offline)" if lang == "vi" else "extractive (offline)"
     if answer.backend == "llm":
         backend = f"LLM {model}".strip()
     # <sub> is our own markup around escaped text, not content from a document or a model.
     parts.append(f"\n<sub>{escape_inline(backend)} · {answer.timings_ms.get('total', 0):.0f} ms</sub>")
     return "\n".join(parts)
+
+
+def _date(iso: str, lang: str) -> str:
+    """'2023-12-17' as the reader's language writes it: 17/12/2023 (vi) or 2023-12-17 (en)."""
+    m = re.match(r"^(\d{4})-(\d{2})-(\d{2})$", iso or "")
+    if lang == "vi" and m:
+        return f"{m.group(3)}/{m.group(2)}/{m.group(1)}"
+    return iso or ""
 
 
 def connection_markdown(answer: Any, lang: str | None = None) -> str:

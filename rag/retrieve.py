@@ -23,7 +23,7 @@ from rag.fusion import ranks_of, weighted_rrf
 from rag.index import Index, MetadataColumns
 from rag.lexicon import Lexicon
 from rag.rerank import Reranker, rerank
-from rag.text import QueryLang, detect_language, nfc, query_tokens, strip_tokens, words
+from rag.text import QueryLang, detect_language, nfc, query_tokens, strip_tokens, vi_number, words
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def validate_question(question: str) -> str:
     if len(q) > MAX_QUESTION_CHARS:
         raise BadInput(
             f"The question is too long ({len(q):,} characters); please keep it under {MAX_QUESTION_CHARS:,}.",
-            f"Câu hỏi quá dài ({len(q):,} ký tự); vui lòng viết ngắn hơn {MAX_QUESTION_CHARS:,} ký tự.",
+            f"Câu hỏi quá dài ({vi_number(len(q))} ký tự); vui lòng viết ngắn hơn {vi_number(MAX_QUESTION_CHARS)} ký tự.",
         )
     if not words(q):
         raise BadInput(

@@ -316,3 +316,8 @@ def segment_unaccented(text: str, preferred: frozenset[tuple[str, ...]] = frozen
 def segment_any(text: str, preferred: frozenset[tuple[str, ...]] = frozenset()) -> list[str]:
     """Word segmentation for either accented (pyvi) or unaccented (dictionary) Vietnamese."""
     return segment(text) if strip_diacritics(text) != text else segment_unaccented(text, preferred)
+
+
+def vi_number(n: int) -> str:
+    """An integer with Vietnamese thousands separators: 29999 -> '29.999' (English writes '29,999')."""
+    return f"{n:,}".replace(",", ".")

@@ -31,8 +31,10 @@ def _text(content: Any) -> str:
 
 
 def _squash(text: str) -> str:
-    # Shown text is rendered Markdown (rag.render escapes with backslashes): compare without them.
-    return re.sub(r"[\s\\]+", "", html.unescape(text))
+    # Shown text is rendered Markdown (rag.render escapes with backslashes and merges [n] markers of one
+    # passage): compare without either.
+    plain = re.sub(r"[\s\\]+", "", html.unescape(text))
+    return re.sub(r"\[\d+(?:,\d+)*\]", "", plain)
 
 
 def feedback_handler(

@@ -95,7 +95,7 @@ def test_chat_reply_cites_sources(client):
     assert "[1]" in reply
     assert "Nguồn" in reply
     assert ENGINEERS_TITLE in reply
-    assert "chinhphu.vn" in reply and "2025-06-01" in reply
+    assert "chinhphu.vn" in reply and "01/06/2025" in reply  # the date as Vietnamese readers write it
 
 
 def test_chat_empty_message_gets_one_clear_sentence(client):
