@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
-from rag.load import Skipped, load_paths
+from rag.load import Skipped, discover, iter_documents
 from rag.text import index_tokens, split_sentences, strip_tokens
 from rag.types import Chunk
 
@@ -386,11 +387,10 @@ class Index:
             excluded = np.ones(n, dtype=bool)
             excluded[rows] = False
         results = []
-        # One matrix-vector product per query vector: BLAS's matrix-matrix path for 2 columns is
-        # ~4x slower than two matrix-vector products at 100k rows.
-        for vector in vectors:
-            if subset is None:
-                sims, positions = self.vectors @ vector, None
+        all_sims = _blocked_dot(self.vectors, vectors) if subset is None else None
+        for j, vector in enumerate(vectors):
+            if all_sims is not None:
+                sims, positions = all_sims[j], None
                 if excluded is not None:
                     sims[excluded] = -np.inf
             else:
@@ -433,8 +433,8 @@ class Index:
         folder never drops the main corpus. Unchanged documents are not re-embedded.
         """
         report = IngestReport()
-        docs, report.skipped = load_paths(paths)
-        if not docs and not report.skipped:
+        files = discover(paths)
+        if not files:
             # An empty folder is almost always a mistake; never treat it as "delete everything".
             raise BadInput(
                 "No .txt, .md, .html or .pdf documents were found there; the index was not changed.",
@@ -453,7 +453,8 @@ class Index:
         seen_ids: set[str] = set()
         to_embed: list[Chunk] = []
         new_docs: dict[str, dict[str, Any]] = {}
-        for raw in docs:
+        # One document at a time: only its chunks are kept, not the corpus's raw and cleaned text.
+        for raw in iter_documents(files, report.skipped):
             meta = {k: getattr(raw, k) for k in ("title", "source", "date", "language", "url")}
             digest = _doc_hash(raw.text, meta, self.settings)
             seen_ids.add(raw.doc_id)
@@ -575,7 +576,8 @@ class Index:
         tokens = []
         for cid in ids:
             if cid not in token_cache or token_cache[cid][0] != _text_key(chunks_now[cid]):
-                token_cache[cid] = (_text_key(chunks_now[cid]), index_tokens(_embedding_text(chunks_now[cid])))
+                fresh = [sys.intern(t) for t in index_tokens(_embedding_text(chunks_now[cid]))]
+                token_cache[cid] = (_text_key(chunks_now[cid]), fresh)
             tokens.append(token_cache[cid][1])
         _atomic_write(
             self.home / "tokens.jsonl",
@@ -603,7 +605,7 @@ class Index:
             ),
         )
         accented = BM25Field.build(ids, tokens)
-        plain = BM25Field.build(ids, [strip_tokens(t) for t in tokens])
+        plain = BM25Field.build(ids, _plain_tokens(tokens))
         staging = Path(tempfile.mkdtemp(dir=self.home, prefix=".bm25-"))
         accented.save(staging / "accented")
         plain.save(staging / "plain")
@@ -714,7 +716,7 @@ class Index:
             with path.open(encoding="utf-8") as f:
                 for line in f:
                     d = json.loads(line)
-                    cache[d["chunk_id"]] = (d["key"], d["tokens"].split())
+                    cache[d["chunk_id"]] = (d["key"], [sys.intern(t) for t in d["tokens"].split()])
         return cache
 
 
@@ -722,6 +724,45 @@ def _embedding_text(chunk: Chunk) -> str:
     """What is BM25-indexed and what a chunk's vector stands for: the title gives every chunk its
     document's topic."""
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+_DOT_BLOCK = 2048  # rows (3 MB of float32): stays in cache while every query vector is applied to it
+
+
+def _blocked_dot(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """`vectors @ matrix.T`, reading the matrix from memory once for all query vectors.
+
+    The pass over 100k x 384 floats is memory-bound; English questions have two query vectors, and
+    two full passes cost twice the memory traffic. BLAS's matrix-matrix path for 2 columns is ~4x
+    slower than matrix-vector products, so: matrix-vector products block by block, the block in cache.
+    """
+    if len(vectors) == 1:
+        return (matrix @ vectors[0])[None, :]
+    out = np.empty((len(vectors), len(matrix)), dtype=np.float32)
+    for start in range(0, len(matrix), _DOT_BLOCK):
+        block = matrix[start : start + _DOT_BLOCK]
+        for j, vector in enumerate(vectors):
+            np.dot(block, vector, out=out[j, start : start + len(block)])
+    return out
+
+
+def _plain_tokens(tokens: list[list[str]]) -> list[list[str]]:
+    """The tone-free twin of every token list, each distinct token stripped once and shared.
+
+    Tokens are interned: at 100k chunks the two fields hold ~50M token references but only a few
+    hundred thousand distinct strings; separate string objects cost ~3 GB of the ingest's peak memory.
+    """
+    plain_of: dict[str, str] = {}
+    out = []
+    for row in tokens:
+        plain = []
+        for t in row:
+            p = plain_of.get(t)
+            if p is None:
+                p = plain_of[t] = sys.intern(strip_tokens([t])[0])
+            plain.append(p)
+        out.append(plain)
+    return out
 
 
 def _is_quotable(sentence: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,10 +186,16 @@ def load_paths(paths: list[Path]) -> tuple[list[Document], list[Skipped]]:
 
     Duplicate doc ids get a short hash suffix so two files can never overwrite each other's chunks.
     """
-    docs: list[Document] = []
     skipped: list[Skipped] = []
+    docs = list(iter_documents(discover(paths), skipped))
+    return docs, skipped
+
+
+def iter_documents(files: list[Path], skipped: list[Skipped]) -> Iterator[Document]:
+    """`load_paths` one document at a time (ingest holds chunks, not the whole corpus's raw text);
+    files that cannot be read are appended to `skipped`."""
     seen: set[str] = set()
-    for f in discover(paths):
+    for f in files:
         try:
             doc = load_file(f)
         except BadInput as exc:
@@ -198,5 +205,4 @@ def load_paths(paths: list[Path]) -> tuple[list[Document], list[Skipped]]:
             suffix = hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:6]
             doc = Document(**{**doc.__dict__, "doc_id": f"{doc.doc_id}-{suffix}"})
         seen.add(doc.doc_id)
-        docs.append(doc)
-    return docs, skipped
+        yield doc
