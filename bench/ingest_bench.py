@@ -253,14 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         docs = sample_articles(args.viwiki, args.work, size)
         home = args.work / "home"
-        naive = {"size": size, **run_worker("naive", docs, home, args)}
-        runs = [naive, {"size": size, **run_worker("ours", docs, home, args)}]
-        if args.torch_too:
-            runs.append({"size": size, **run_worker("ours", docs, home, args, runtime="torch")})
-        for r in runs:
-            r["ratio"] = r["docs_per_s"] / naive["docs_per_s"]
-            print(json.dumps(r), file=sys.stderr, flush=True)
-        rows.extend(runs)
+        naive: dict[str, Any] = {}
+        for kind, runtime in [("naive", "auto"), ("ours", "auto")] + ([("ours", "torch")] if args.torch_too else []):
+            row = {"size": size, **run_worker(kind, docs, home, args, runtime=runtime)}
+            naive = naive or row
+            row["ratio"] = row["docs_per_s"] / naive["docs_per_s"]
+            print(json.dumps(row), file=sys.stderr, flush=True)  # each run as soon as it is done
+            rows.append(row)
     print(table(rows))
     print(f"\n{os.cpu_count()} CPUs, load average before/after: {os.getloadavg()[0]:.1f} (shared machine: "
           "compare ratios, not seconds)")
