@@ -1,9 +1,7 @@
-"""Command functions for `rag eval` and `rag feedback export` (typer-annotated, registered by rag/cli.py).
+"""Command functions for `rag eval` and `rag feedback export` (typer-annotated).
 
-    app.command("eval")(eval_command)
-    feedback_app = typer.Typer(help="Thumbs up / down collected in the chat.")
-    feedback_app.command("export")(feedback_export_command)
-    app.add_typer(feedback_app, name="feedback")
+They reach the `rag` command as entry points of the group `rag.commands` (pyproject.toml), so rag.cli
+never imports eval.
 """
 
 from __future__ import annotations
@@ -19,9 +17,9 @@ DEFAULT_DATASET = Path("eval/datasets/gold.jsonl")
 
 
 def _settings(home: Path | None):
-    from rag.cli import make_settings  # imported late: rag.cli imports this module
+    from rag.config import load_settings
 
-    return make_settings(home)
+    return load_settings(home)
 
 
 def _judge(settings: Any, url: str, model: str) -> Any:
@@ -33,29 +31,42 @@ def _judge(settings: Any, url: str, model: str) -> Any:
 
 
 def eval_command(
-    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Gold questions (JSONL).")] = DEFAULT_DATASET,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.jsonl, report.json/.md, plots.")] = Path(
+    dataset: Annotated[Path, typer.Option(
+        "--dataset", "-d", metavar="FILE", show_default=False,
+        help=f"Gold questions (JSONL); default {DEFAULT_DATASET.as_posix()}.")] = DEFAULT_DATASET,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="DIR", show_default=False,
+        help="Folder for results.jsonl, report.json/.md and plots; default eval/runs/latest.")] = Path(
         "eval/runs/latest"),
     config: Annotated[list[str] | None, typer.Option(
-        "--config", "-c",
+        "--config", "-c", metavar="NAME[=FILE]",
         help="Built-in configuration (hybrid, bm25, dense, hybrid-nolexicon) or NAME=FILE (.json/.toml/.yaml "
              "overrides); repeatable. Default: hybrid.")] = None,
     baseline: Annotated[Path | None, typer.Option(
-        "--baseline", help="An earlier report.json: print deltas and exit 1 on a drop beyond --tolerance.")] = None,
+        "--baseline", metavar="FILE", help="An earlier report.json: print deltas and exit 1 on a drop beyond --tolerance.")] = None,
     gate_metrics: Annotated[str, typer.Option(
-        "--gate-metrics", help="Comma-separated metrics the baseline gate checks.")] = "hit@5,refusal_accuracy",
+        "--gate-metrics", metavar="LIST", show_default=False,
+        help="Comma-separated metrics the baseline gate checks; default hit@5,refusal_accuracy.")] = (
+        "hit@5,refusal_accuracy"),
     tolerance: Annotated[float, typer.Option(
-        "--tolerance", min=0.0, help="Allowed drop (absolute, 0.02 = 2 points).")] = 0.02,
+        "--tolerance", min=0.0, metavar="X", show_default=False,
+        help="Allowed drop, absolute (0.02 = 2 points); default 0.02.")] = 0.02,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Skip (config, question) pairs already in OUT/results.jsonl.")] = True,
     home: Annotated[Path | None, typer.Option(
-        "--home", help="Index folder to use (built/updated from RAG_CORPUS_DIR); default OUT/index.")] = None,
+        "--home", metavar="DIR", help="Index folder to use (built/updated from RAG_CORPUS_DIR); default OUT/index.")] = None,
     judge_url: Annotated[str, typer.Option(
-        "--judge-url", envvar="RAG_JUDGE_BASE_URL",
-        help="OpenAI-compatible server for the LLM judge (faithfulness, answer relevancy); off when empty.")] = "",
-    judge_model: Annotated[str, typer.Option("--judge-model", envvar="RAG_JUDGE_MODEL")] = "",
+        "--judge-url", envvar="RAG_JUDGE_BASE_URL", metavar="URL", show_envvar=False,
+        help="OpenAI-compatible server for the LLM judge (faithfulness, answer relevancy); off when empty. "
+             "Env: RAG_JUDGE_BASE_URL.")] = "",
+    judge_model: Annotated[str, typer.Option("--judge-model", envvar="RAG_JUDGE_MODEL", metavar="NAME",
+                                             show_envvar=False,
+                                             help="Model name on the judge server. Env: RAG_JUDGE_MODEL.")] = "",
 ) -> None:
-    """Evaluate answer quality on a gold dataset, optionally comparing with a baseline report."""
+    """Evaluate answer quality on a gold dataset.
+
+    Optionally compares with a baseline report (--baseline). Writes per-question results, a report (Markdown and JSON) and plots to --out.
+    """
     from tqdm import tqdm
 
     from eval.gate import compare
@@ -107,11 +118,14 @@ def eval_command(
 
 
 def feedback_export_command(
-    out: Annotated[Path, typer.Argument(help="JSONL file for the draft gold questions.")] = Path(
-        "eval/datasets/feedback-drafts.jsonl"),
-    home: Annotated[Path | None, typer.Option("--home", help="Index folder (default: RAG_HOME or .rag).")] = None,
+    out: Annotated[Path, typer.Argument(metavar="FILE", hidden=True)] = Path("eval/datasets/feedback-drafts.jsonl"),
+    home: Annotated[Path | None, typer.Option("--home", metavar="DIR",
+                                              help="Index folder (default: RAG_HOME or .rag).")] = None,
 ) -> None:
-    """Export chat thumbs up / down as draft gold questions (👎 ones are flagged needs_review)."""
+    """Export chat thumbs up / down as draft gold questions to FILE.
+
+    FILE defaults to eval/datasets/feedback-drafts.jsonl; thumbs-down ones are flagged needs_review.
+    """
     from rag.feedback import FeedbackStore
 
     store = FeedbackStore.from_settings(_settings(home))

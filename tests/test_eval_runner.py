@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -310,14 +311,24 @@ def test_eval_tab_runs_and_shows_a_question(pipeline, dataset, tmp_path, no_relo
     with gr.Blocks() as demo:
         build_eval_tab(lambda: pipeline, datasets, out_root=tmp_path / "ui")
     fns = {f.fn.__name__: f.fn for f in demo.fns.values()}
-    ticks: list[float] = []
-    status, table, *rest = fns["on_run"]("mini.jsonl", ["hybrid"], progress=lambda frac, desc="": ticks.append(frac))
+    progress, status, _timer, seen = fns["on_run"]("mini.jsonl", ["hybrid"])
+    assert "<progress" in progress  # a server-side job started; pages follow it by polling
+    deadline = time.monotonic() + 300
+    while True:
+        polled = fns["on_poll"](seen)
+        _bar, _timer, seen_now, status, table, *rest = polled
+        if seen_now is not None:
+            break
+        assert time.monotonic() < deadline, "the evaluation job never finished"
+        time.sleep(0.5)
     images, pick_cfg, pick_id, out = rest[:4], rest[4], rest[5], rest[6]
     assert "6 questions" in status and "not measured" in status
     assert list(table["Configuration"]) == ["hybrid"] and "hit@5" in table.columns
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in images)
-    assert ticks[-1] == 1.0 and len(ticks) == 7  # "loading" + one per question
     assert pick_id["choices"] == [q["id"] for q in MINI] and pick_cfg["value"] == "hybrid"
+    # A page that polls again (a reload) gets the same finished results once, without re-running.
+    again = fns["on_poll"](None)
+    assert again[2] == seen_now and again[3] == status
     detail = fns["on_pick"](out, "hybrid", "vi-1")
     assert MINI[0]["question"] in detail and "5.000 kỹ sư CNTT" in detail
 
