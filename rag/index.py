@@ -456,7 +456,7 @@ class Index:
                 raise
             for leftover in self.home.glob(".*"):
                 if leftover.name != ".bm25-old" and leftover.name.startswith(
-                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-")
+                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-", ".sentences-")
                 ):
                     shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
             log.error("Ingest stopped, out of space: %s", full.detail)
@@ -704,7 +704,7 @@ class Index:
             np.save(f, vectors)
         os.replace(tmp, self.home / "vectors.npy")
         self._new_vectors = {}
-        self._write_sentence_store(ids, chunks_now, old_rows, embedder)
+        self._write_sentence_store(ids, old_rows, embedder)
         self.entities = {cid: entity_cache[cid][1] for cid in ids}
         self._new_entities = {}
         manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now,
@@ -722,10 +722,12 @@ class Index:
         self.phrase_cache = {}
 
     def _write_sentence_store(
-        self, ids: list[str], chunks_now: dict[str, Chunk], old_rows: dict[str, int], embedder: Embedder
+        self, ids: list[str], old_rows: dict[str, int], embedder: Embedder
     ) -> None:
         """sentences.npy/.npz for the chunk rows `ids`: new vectors from this run, the rest copied from
-        the current store (or embedded now if it has none for a chunk), streamed to disk chunk by chunk."""
+        the current store, streamed to disk chunk by chunk. A chunk with neither (a mirror's chunks from
+        a Chroma server, an index built before the store) gets an empty entry, and the answerer embeds
+        its sentences when it quotes it, as it did before the store existed."""
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         keys = np.zeros(len(ids), dtype="S16")
         parts: list[tuple[bytes, np.ndarray] | int] = []  # new (key, vectors), or a row of the old store
@@ -735,7 +737,7 @@ class Index:
             else:
                 old = old_rows.get(cid)
                 have = old is not None and old + 1 < len(self._sentence_offsets)
-                part = old if have else self._embed_sentences_of(chunks_now[cid], embedder)  # type: ignore[assignment]
+                part = old if have else _NO_SENTENCES  # type: ignore[assignment]
             parts.append(part)
             if isinstance(part, int):
                 keys[i] = self._sentence_keys[part]
@@ -763,13 +765,6 @@ class Index:
         self._new_sentences = {}
         self._sentence_offsets, self._sentence_keys = offsets, keys
         self._sentence_matrix = np.load(self.home / "sentences.npy", mmap_mode="r")
-
-    def _embed_sentences_of(self, chunk: Chunk, embedder: Embedder) -> tuple[bytes, np.ndarray]:
-        """Quotable-sentence vectors of a chunk the store lacks (an index built before the store)."""
-        sentences = [chunk.text[s:e] for s, e in split_sentences(chunk.text)]
-        sentences = [t for t in sentences if _is_quotable(t)]
-        vectors = embedder.embed_documents(sentences) if sentences else np.zeros((0, embedder.dim), np.float32)
-        return _sentences_key(sentences), vectors.astype(np.float16)
 
     def _load_entity_cache(self) -> dict[str, tuple[str, Entities]]:
         path = self.home / "entities.jsonl"
@@ -876,6 +871,9 @@ def _plain_tokens(tokens: list[list[str]]) -> list[list[str]]:
             plain.append(p)
         out.append(plain)
     return out
+
+
+_NO_SENTENCES: tuple[bytes, np.ndarray] = (b"-", np.zeros((0, 0), dtype=np.float16))  # key matches nothing
 
 
 def _is_quotable(sentence: str) -> bool:
