@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -103,7 +104,18 @@ class _WindowedEmbedder:
         return out
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self._query_prefix + t for t in texts])
+        """Query vectors, remembered for the last few hundred texts: retrieval and the extractive
+        answerer embed the same question one after the other (a fifth of the answer step's time)."""
+        cache: OrderedDict[str, np.ndarray] = self.__dict__.setdefault("_query_cache", OrderedDict())
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            for text, vector in zip(missing, self._encode([self._query_prefix + t for t in missing]), strict=True):
+                cache[text] = vector
+                if len(cache) > 512:
+                    cache.popitem(last=False)
+        for t in texts:
+            cache.move_to_end(t)
+        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
 
 
 class SentenceTransformerEmbedder(_WindowedEmbedder):
