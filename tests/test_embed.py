@@ -82,3 +82,16 @@ def test_falls_back_to_torch_when_the_export_failed_its_check(tmp_path):
 def test_torch_runtime_can_be_chosen(tmp_path):
     made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_runtime="torch"))
     assert made.runtime == "torch"
+
+
+def test_a_repeated_question_is_embedded_once(embedder, monkeypatch):
+    # Retrieval and then the extractive answerer embed the same question; the second must be free.
+    calls: list[list[str]] = []
+    real = embedder._encode
+    monkeypatch.setattr(embedder, "_encode", lambda texts: calls.append(list(texts)) or real(texts))
+    q = "Hợp tác Việt Nam – Nhật Bản về chất bán dẫn năm 2025 gồm những gì?"
+    first = embedder.embed_queries([q])
+    again = embedder.embed_queries([q, "another question about JICA", q])
+    assert sum(len(c) for c in calls) <= 2  # q at most once, the new text once
+    assert np.allclose(first[0], again[0]) and np.allclose(again[0], again[2])
+    assert float(again[0] @ again[1]) < 0.99
