@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 
 DEFAULT_DATASET = Path("eval/datasets/gold.jsonl")
+DEFAULT_SOURCE = Path("../shared/corpora/viwiki.tar.xz")
+DEFAULT_CACHE = Path.home() / ".cache" / "vj-rag-eval"
 
 
 def _settings(home: Path | None):
@@ -62,6 +64,20 @@ def eval_command(
     judge_model: Annotated[str, typer.Option("--judge-model", envvar="RAG_JUDGE_MODEL", metavar="NAME",
                                              show_envvar=False,
                                              help="Model name on the judge server. Env: RAG_JUDGE_MODEL.")] = "",
+    distractors: Annotated[str | None, typer.Option(
+        "--distractors", metavar="DIR|LIST", show_default=False,
+        help="Also answer the gold set with these documents indexed beside the corpus: a folder, a list of "
+             "viwiki article ids (eval/distractors/ci.txt, full.txt) or a .json {list, source}. The report "
+             "then shows every metric seeds-only and with distractors.")] = None,
+    distractor_source: Annotated[Path, typer.Option(
+        "--distractor-source", envvar="RAG_DISTRACTOR_SOURCE", metavar="PATH", show_envvar=False,
+        show_default=False,
+        help=f"The viwiki archive (.tar.xz) or extracted folder that list ids refer to; default "
+             f"{DEFAULT_SOURCE.as_posix()}. Env: RAG_DISTRACTOR_SOURCE.")] = DEFAULT_SOURCE,
+    cache_dir: Annotated[Path, typer.Option(
+        "--cache-dir", envvar="RAG_EVAL_CACHE", metavar="DIR", show_envvar=False, show_default=False,
+        help=f"Where distractor documents and their index are kept between runs (outside the repo); "
+             f"default {DEFAULT_CACHE.as_posix()}. Env: RAG_EVAL_CACHE.")] = DEFAULT_CACHE,
 ) -> None:
     """Evaluate answer quality on a gold dataset.
 
@@ -69,8 +85,16 @@ def eval_command(
     """
     from tqdm import tqdm
 
+    from eval import distractors as D
     from eval.gate import compare
-    from eval.runner import REPORT_MD, fmt_metric, parse_config_specs, resolve_configs, run_eval
+    from eval.runner import (
+        REPORT_MD,
+        fmt_metric,
+        parse_config_specs,
+        resolve_configs,
+        run_eval,
+        settings_view,
+    )
 
     settings = _settings(home if home is not None else out / "index")
     try:
@@ -82,6 +106,19 @@ def eval_command(
         raise typer.BadParameter(f"{dataset} does not exist", param_hint="--dataset")
     if baseline is not None and not baseline.exists():
         raise typer.BadParameter(f"{baseline} does not exist", param_hint="--baseline")
+    if distractors is None:  # a configuration file may name the distractors for the whole run
+        named = {str(c.overrides["distractors"]) for c in resolve_configs(specs, settings)
+                 if c.overrides.get("distractors")}
+        if len(named) > 1:
+            raise typer.BadParameter("configurations name different distractors; run them separately",
+                                     param_hint="--config")
+        distractors = next(iter(named), None)
+    dset = None
+    if distractors:
+        try:
+            dset = D.resolve(distractors, distractor_source, cache_dir)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--distractors") from exc
     judge = _judge(settings, judge_url, judge_model)
 
     bar = tqdm(total=0, desc="evaluating", unit="q", file=sys.stderr)
@@ -95,7 +132,9 @@ def eval_command(
 
     t = time.perf_counter()
     try:
-        report = run_eval(dataset, out, specs, settings, resume=resume, progress=progress, judge=judge)
+        report = run_eval(dataset, out, specs, settings, resume=resume, progress=progress, judge=judge,
+                          distractors=dset,
+                          distractor_home=dset.index_home(cache_dir, settings) if dset is not None else None)
     except ValueError as exc:
         bar.close()
         typer.echo(f"error: {exc}", err=True)
@@ -106,9 +145,11 @@ def eval_command(
     judged = report["judge"]["configured"]
     cols = ("hit@1", "hit@5", "mrr", "ndcg@10", "refusal_accuracy", "false_refusal_rate", "evidence_coverage",
             "faithfulness")
-    typer.echo("config".ljust(18) + "".join(c.rjust(19) for c in cols))
-    for name, res in report["results"].items():
-        typer.echo(name.ljust(18) + "".join(fmt_metric(c, res["overall"][c], judged).rjust(19) for c in cols))
+    typer.echo("config".ljust(34) + "".join(c.rjust(19) for c in cols))
+    for setting, results in settings_view(report).items():
+        for name, res in results.items():
+            typer.echo(f"{name} ({setting})".ljust(34)
+                       + "".join(fmt_metric(c, res["overall"][c], judged).rjust(19) for c in cols))
     if baseline is not None:
         table, failed = compare(report, baseline, gate_metrics, tolerance)
         typer.echo("")

@@ -2,7 +2,9 @@
 
     table, failed = compare(current, baseline, ["hit@5", "refusal_accuracy"], tolerance=0.02)
 
-Metrics are looked up per configuration in `report["results"][config]["overall"]`; a dotted name
+Metrics are looked up per configuration in `report["results"][config]["overall"]` and, when the report
+was run with distractors, in `report["distractors"]["results"][config]` too (compared as
+"<config> +distractors": a baseline with distractor numbers fails a current report without them); a dotted name
 (`latency_ms.total.p95`) is a path inside the configuration's entry instead. Rates (0..1) use an absolute
 tolerance (0.02 = two percentage points). Latencies (any name containing "latency") use a relative one
 (0.02 = 2 % slower) and, like `false_refusal_rate`, are better when lower. Only configurations present in
@@ -38,6 +40,17 @@ def parse_metrics(text: str | list[str] | tuple[str, ...] | None) -> list[str]:
     items = text.split(",") if isinstance(text, str) else list(text)
     out = [m.strip() for m in items if m and m.strip()]
     return out or list(DEFAULT_GATE_METRICS)
+
+
+DISTRACTOR_SUFFIX = " +distractors"
+
+
+def flat_results(report: dict[str, Any]) -> dict[str, Any]:
+    """Every configuration entry of a report: seeds-only under its name, with distractors under name +distractors."""
+    out = dict(report.get("results", {}))
+    for name, entry in (report.get("distractors") or {}).get("results", {}).items():
+        out[name + DISTRACTOR_SUFFIX] = entry
+    return out
 
 
 def _lower_is_better(metric: str) -> bool:
@@ -78,8 +91,8 @@ def compare(
         raise ValueError("tolerance must be >= 0")
     current, baseline = load_report(current_report), load_report(baseline_report)
     names = parse_metrics(metrics)
-    cur_results: dict[str, Any] = current.get("results", {})
-    base_results: dict[str, Any] = baseline.get("results", {})
+    cur_results: dict[str, Any] = flat_results(current)
+    base_results: dict[str, Any] = flat_results(baseline)
     common = [c for c in cur_results if c in base_results]
     rows: list[tuple[str, str, str, str, str, str]] = []
     failed = False
@@ -117,6 +130,12 @@ def compare(
                 continue
             rows.append((config, metric, _fmt(base), _fmt(cur), "—", status))
     skipped = sorted(set(base_results) - set(cur_results))
+    lost = [c for c in skipped if c.endswith(DISTRACTOR_SUFFIX) and c.removesuffix(DISTRACTOR_SUFFIX) in common]
+    if lost:
+        failed = True
+        notes.append(f"FAIL: the baseline has distractor results for {', '.join(lost)} but this run has none "
+                     "(run with --distractors).")
+        skipped = [c for c in skipped if c not in lost]
     if skipped and common:
         notes.append(f"Not compared (only in baseline): {', '.join(skipped)}.")
     header = ("config", "metric", "baseline", "current", "delta", "status")

@@ -46,6 +46,7 @@ RESULTS = "results.jsonl"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CONFIGS_JSON = "configs.json"
+DISTRACTOR_DIR = "with-distractors"  # OUT/with-distractors/results.jsonl: the same questions, distractors indexed
 RETRIEVAL_DEPTH = 10
 
 BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -59,13 +60,14 @@ BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
 }
 _DENSE_RUNS = ("dense", "dense_translated")
 _BM25_RUNS = ("bm25", "bm25_plain", "bm25_translated")
-_SPECIAL_KEYS = {"retrieval", "weights", "lexicon", "backend", "description"}
+_SPECIAL_KEYS = {"retrieval", "weights", "lexicon", "backend", "description", "distractors"}
 # Settings that would need a different index: they cannot vary between configurations of one run.
 _INDEX_KEYS = {"home", "corpus_dir", "embedding_model", "embedding_fallback", "chunk_words",
                "chunk_overlap_words", "collection", "chroma_host", "chroma_port"}
 
 RETRIEVAL_METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10")
-ANSWER_METRICS = ("refusal_accuracy", "false_refusal_rate", "citation_precision", "evidence_coverage")
+ANSWER_METRICS = ("refusal_accuracy", "false_refusal_rate", "unanswerable_refused", "citation_precision",
+                  "evidence_coverage")
 JUDGE_METRICS = ("faithfulness", "answer_relevancy")
 REPORT_METRICS = RETRIEVAL_METRICS + ANSWER_METRICS + JUDGE_METRICS
 # report metric -> per-question key in results.jsonl
@@ -85,6 +87,8 @@ METRIC_HELP: dict[str, str] = {
     "refusal_accuracy": "Share of all questions where the assistant correctly chose between answering and "
                         "saying “not in the documents” (answerable → answers; unanswerable → refuses).",
     "false_refusal_rate": "Share of answerable questions the assistant refused anyway (lower is better).",
+    "unanswerable_refused": "Share of the questions the documents cannot answer that the assistant refused "
+                            "(the rest got a confident, cited non-answer).",
     "citation_precision": "Of the sources an answer cites, the share that really contain the expected evidence.",
     "evidence_coverage": "Share of the expected evidence phrases that appear in the answer and its quotes "
                          "(a refused answerable question scores 0).",
@@ -370,18 +374,22 @@ def _shared_from_pipeline(pipeline: Any) -> _Shared:
                    getattr(getattr(pipeline, "extractive", None), "_sentence_vectors", None))
 
 
-def _load_shared(settings: Settings, out_dir: Path) -> _Shared:
-    """Load the embedder once and open (building or updating it from corpus_dir) the index once."""
+def _load_shared(settings: Settings, out_dir: Path, extra_paths: Sequence[Path] = (), reuse: _Shared | None = None
+                 ) -> _Shared:
+    """Load the embedder once and open (building or updating it from corpus_dir, plus any distractor
+    folders in `extra_paths`) the index once; `reuse` lends an already loaded embedder and lexicon."""
     from rag.chain import summarize
     from rag.embed import load_embedder
     from rag.index import Index
     from rag.lexicon import default_lexicon
     from rag.rerank import load_reranker
 
-    loaded = load_embedder(settings)
+    loaded = reuse.loaded if reuse is not None else load_embedder(settings)
     index = Index.open(settings, must_exist=False)
-    report = index.sync([Path(settings.corpus_dir)], loaded.embedder)
+    report = index.sync([Path(settings.corpus_dir), *extra_paths], loaded.embedder)
     log.info("Evaluation index under %s: %s", settings.home, summarize(report))
+    if reuse is not None:
+        return _Shared(loaded, index, reuse.lexicon, settings, reuse.reranker)
     try:
         lexicon = default_lexicon()
     except Exception as exc:
@@ -523,6 +531,7 @@ def score_question(item: GoldItem, row: Mapping[str, Any], passages: Sequence[st
         out.update({m: None for m in RETRIEVAL_METRICS})
     out["refusal_correct"] = bool(M.refusal_correct(refused, item.answerable))
     out["false_refusal"] = (refused if item.answerable else None)
+    out["unanswerable_refused"] = (refused if not item.answerable else None)
     citations = list(row.get("citations") or [])
     if item.answerable and evidence and not refused and citations:
         out["citation_precision"] = M.citation_precision(
@@ -570,11 +579,16 @@ def run_eval(
     pipeline: Any = None,
     judge: ChatModel | None = None,
     plots: bool = True,
+    distractors: Any = None,
+    distractor_home: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate every configuration on the dataset; write the outputs under `out_dir`; return report.json.
 
     `pipeline`: an already loaded Pipeline whose embedder, index and lexicon are reused (otherwise the
     model is loaded here and the index built/updated under `base_settings.home` from its corpus_dir).
+    `distractors` (an eval.distractors.DistractorSet): the gold set is answered a second time with its
+    folder indexed beside corpus_dir (index under `distractor_home`, kept between runs), results in
+    OUT/with-distractors/; report.json then carries both (`results` = seeds only, `distractors.results`).
     `progress(done, total, info)` is called after every question (skipped ones count as done).
     """
     t_start = time.perf_counter()
@@ -586,7 +600,38 @@ def run_eval(
             raise ValueError("give base_settings or a loaded pipeline")
         base_settings = pipeline.settings
     cfgs = resolve_configs(configs, base_settings)
+    shared = _run_pass(out, items, cfgs, base_settings, resume, progress, pipeline, judge, ())
+    model = _model_name(shared, base_settings)
+    if distractors is not None:
+        if distractor_home is None:
+            raise ValueError("distractors need a distractor_home for their index")
+        d_settings = base_settings.model_copy(update={"home": Path(distractor_home)})
+        if shared is None and pipeline is not None:
+            shared = _shared_from_pipeline(pipeline)
+        d_shared = _run_pass(out / DISTRACTOR_DIR, items, cfgs, d_settings, resume, progress, None, judge,
+                             (Path(distractors.folder),), distractors=True, reuse=shared)
+        model = model or _model_name(d_shared, d_settings)
+    elapsed = time.perf_counter() - t_start
+    return write_report(out, items, cfgs, dataset_path, judge=judge, runtime_s=elapsed, embedding_model=model,
+                        plots=plots, distractors=distractors)
 
+
+def _run_pass(
+    out: Path,
+    items: Sequence[GoldItem],
+    cfgs: Sequence[EvalConfig],
+    settings: Settings,
+    resume: bool,
+    progress: ProgressFn | None,
+    pipeline: Any,
+    judge: ChatModel | None,
+    extra_paths: Sequence[Path],
+    *,
+    distractors: bool = False,
+    reuse: _Shared | None = None,
+) -> _Shared | None:
+    """Answer every (configuration, question) pair not yet in OUT/results.jsonl; the loaded parts, if loaded."""
+    out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS
     previous = _read_results(results_path) if resume else []
     configs_path = out / CONFIGS_JSON
@@ -616,7 +661,8 @@ def run_eval(
     count = total - todo
     shared = None
     if todo:
-        shared = _shared_from_pipeline(pipeline) if pipeline is not None else _load_shared(base_settings, out)
+        shared = (_shared_from_pipeline(pipeline) if pipeline is not None
+                  else _load_shared(settings, out, extra_paths, reuse))
     from rag.chain import Turn
 
     with results_path.open("a", encoding="utf-8") as fh:
@@ -641,11 +687,9 @@ def run_eval(
                 done.add((cfg.name, item.id))
                 count += 1
                 if progress is not None:
-                    progress(count, total, {"config": cfg.name, "id": item.id})
-    elapsed = time.perf_counter() - t_start
-    report = write_report(out, items, cfgs, dataset_path, judge=judge, runtime_s=elapsed,
-                          embedding_model=_model_name(shared, base_settings), plots=plots)
-    return report
+                    progress(count, total, {"config": cfg.name + (" +distractors" if distractors else ""),
+                                            "id": item.id})
+    return shared
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -797,11 +841,21 @@ def write_report(
     runtime_s: float | None = None,
     embedding_model: str = "",
     plots: bool = True,
+    distractors: Any = None,
 ) -> dict[str, Any]:
-    """report.json, report.md and the plots, from results.jsonl."""
+    """report.json, report.md and the plots, from results.jsonl (and with-distractors/results.jsonl)."""
     rows = _read_results(out / RESULTS)
     report = build_report(list(enumerate(rows, 1)), items, cfgs, dataset_path, judge=judge,
                           runtime_s=runtime_s, embedding_model=embedding_model)
+    d_rows = _read_results(out / DISTRACTOR_DIR / RESULTS) if distractors is not None else []
+    if d_rows:
+        sub = build_report(list(enumerate(d_rows, 1)), items, cfgs, dataset_path, judge=judge)
+        report["distractors"] = {
+            **distractors.describe(),
+            "results_path": f"{DISTRACTOR_DIR}/{RESULTS}",
+            "results": sub["results"],
+            "worst": sub["worst"],
+        }
     pngs = make_plots(report, rows, out) if plots else []
     report["plots"] = pngs
     (out / REPORT_JSON).write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -809,18 +863,28 @@ def write_report(
     return report
 
 
+def settings_view(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{'seeds only': results, 'with distractors': results} — whichever the report holds."""
+    out: dict[str, dict[str, Any]] = {"seeds only": dict(report.get("results", {}))}
+    if report.get("distractors"):
+        out["with distractors"] = dict(report["distractors"].get("results", {}))
+    return out
+
+
 # ============================================================================ markdown
 
 METRIC_LABELS = {
     "hit@1": "hit@1", "hit@3": "hit@3", "hit@5": "hit@5", "hit@10": "hit@10", "recall@5": "recall@5",
     "recall@10": "recall@10", "mrr": "MRR", "ndcg@10": "nDCG@10", "refusal_accuracy": "Refusal accuracy",
-    "false_refusal_rate": "False refusals", "citation_precision": "Citation precision",
+    "false_refusal_rate": "False refusals", "unanswerable_refused": "Unanswerable refused",
+    "citation_precision": "Citation precision",
     "evidence_coverage": "Evidence coverage", "faithfulness": "Faithfulness", "answer_relevancy": "Answer relevancy",
 }
 _SCORES = {"mrr", "ndcg@10"}  # shown as 0.00-1.00; the other metrics are shares, shown as percentages
 MAIN_COLUMNS = ("hit@1", "hit@5", "recall@5", "mrr", "ndcg@10", "refusal_accuracy", "false_refusal_rate",
-                "citation_precision", "evidence_coverage", "faithfulness", "answer_relevancy")
-BREAKDOWN_COLUMNS = ("hit@5", "mrr", "refusal_accuracy", "false_refusal_rate", "evidence_coverage")
+                "unanswerable_refused", "citation_precision", "evidence_coverage", "faithfulness", "answer_relevancy")
+BREAKDOWN_COLUMNS = ("hit@5", "mrr", "refusal_accuracy", "false_refusal_rate", "unanswerable_refused",
+                     "citation_precision", "evidence_coverage")
 
 
 def fmt_metric(metric: str, value: Any, judged: bool = True) -> str:
@@ -873,6 +937,47 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         cfg = report["configs"].get(name, {})
         desc = cfg.get("description") or ", ".join(f"{k}={v}" for k, v in cfg.get("overrides", {}).items())
         lines.append(f"- **{name}** ({results[name]['backend']}): {_md_escape(desc)}")
+    dist = report.get("distractors")
+    if dist:
+        lines += ["", "## With distractors", "",
+                  f"The same questions answered with {dist.get('n_articles', '?')} distractor articles "
+                  f"(`{_md_escape(dist.get('list', ''))}`: Vietnamese Wikipedia, hard negatives about Japan, Japanese "
+                  "prefectures, JICA/ODA, Vietnamese provinces, trade, investment and science cooperation, plus random "
+                  "ones) indexed beside the corpus; records in "
+                  f"[{dist.get('results_path', '')}]({dist.get('results_path', '')}).", ""]
+        head = ["Configuration", "Setting", "Questions", *(METRIC_LABELS[m] for m in MAIN_COLUMNS)]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, res in results.items():
+            for setting, entry in (("seeds only", res), ("with distractors", dist["results"].get(name))):
+                if entry is None:
+                    continue
+                o = entry["overall"]
+                lines.append("| " + " | ".join([f"**{name}**", setting, str(o["n"]),
+                                                 *(fmt_metric(m, o.get(m), judged) for m in MAIN_COLUMNS)]) + " |")
+        head = ["Configuration", "Setting", "Group", "n", *(METRIC_LABELS[m] for m in BREAKDOWN_COLUMNS)]
+        lines += ["", "By writing variant, both settings:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, res in results.items():
+            for setting, entry in (("seeds only", res), ("with distractors", dist["results"].get(name))):
+                for group, st in (entry or {}).get("by_variant", {}).items():
+                    lines.append("| " + " | ".join([name, setting, _md_escape(VARIANT_LABELS.get(group, group)),
+                                                     str(st["n"]), *(fmt_metric(m, st.get(m)) for m in BREAKDOWN_COLUMNS)])
+                                 + " |")
+        for name in results:
+            entry = dist["results"].get(name)
+            if entry:
+                lines += ["", f"By category with distractors ({name}):", "",
+                          "| Category | n | " + " | ".join(METRIC_LABELS[m] for m in BREAKDOWN_COLUMNS) + " |",
+                          "|" + "---|" * (len(BREAKDOWN_COLUMNS) + 2)]
+                for group, st in entry.get("by_category", {}).items():
+                    lines.append(f"| {_md_escape(group)} | {st['n']} | "
+                                 + " | ".join(fmt_metric(m, st.get(m)) for m in BREAKDOWN_COLUMNS) + " |")
+        worst_d = dist.get("worst", [])
+        if worst_d:
+            lines += ["", f"Weakest with distractors ({worst_d[0]['config']}):", "",
+                      "| Question id | Question | What went wrong |", "|---|---|---|"]
+            for w in worst_d:
+                q = _md_escape(w["question"] if len(w["question"]) <= 90 else w["question"][:87] + "…")
+                lines.append(f"| `{w['id']}` | {q} | {_md_escape(w['problem'])} |")
     incomplete = [name for name, res in results.items() if not res["complete"]]
     if incomplete:
         lines += ["", f"⚠️ Not every question was evaluated for: {', '.join(incomplete)} (interrupted run?)."]

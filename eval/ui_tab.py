@@ -69,16 +69,20 @@ def summary_table(report: dict[str, Any]):
     """The main table of a report as a pandas DataFrame (one row per configuration)."""
     import pandas as pd
 
+    from eval.runner import settings_view
+
     judged = bool(report["judge"]["configured"])
     rows = []
-    for name, res in report["results"].items():
-        o = res["overall"]
-        total = res["latency_ms"].get("total")
-        row = {"Configuration": name, "Questions": o["n"]}
-        row.update({METRIC_LABELS[m]: fmt_metric(m, o[m], judged) for m in MAIN_COLUMNS
-                    if judged or m not in JUDGE_METRICS})
-        row["p50 / p95 ms"] = f"{total['p50']:.0f} / {total['p95']:.0f}" if total else "—"
-        rows.append(row)
+    views = settings_view(report)  # seeds only, and with distractors when the run had them
+    for setting, results in views.items():
+        for name, res in results.items():
+            o = res["overall"]
+            total = res["latency_ms"].get("total")
+            row = {"Configuration": name, **({"Setting": setting} if len(views) > 1 else {}), "Questions": o["n"]}
+            row.update({METRIC_LABELS[m]: fmt_metric(m, o.get(m), judged) for m in MAIN_COLUMNS
+                        if judged or m not in JUDGE_METRICS})
+            row["p50 / p95 ms"] = f"{total['p50']:.0f} / {total['p95']:.0f}" if total else "—"
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -236,7 +240,6 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             def tick(done: int, total: int, info: dict[str, Any]) -> None:
                 job.done, job.total, job.current = done, total, f"{info.get('config')} · {info.get('id')}"
 
-            job.total = sum(1 for _ in _dataset_lines(datasets_dir / job.dataset)) * len(job.configs)
             return run_eval(datasets_dir / job.dataset, job.out, job.configs, p.settings, resume=False,
                             progress=tick, pipeline=p)
 
@@ -260,7 +263,9 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
                 raise gr.Error("Chọn bộ câu hỏi / Pick a dataset.")
             names = list(names or ["hybrid"])
             try:
-                job = jobs.start(EvalJob(dataset_name, names, out_dir_for(dataset_name)), work)
+                # The total is known before the run starts, so the first progress bar already shows it.
+                total = sum(1 for _ in _dataset_lines(datasets_dir / dataset_name)) * len(names)
+                job = jobs.start(EvalJob(dataset_name, names, out_dir_for(dataset_name), total=total), work)
             except RuntimeError as exc:
                 raise gr.Error(str(exc)) from exc
             except (ValueError, OSError, RagError) as exc:

@@ -1,14 +1,25 @@
 """Answers with numbered citations. The extractive answerer is the offline default and a first-class
 backend: it quotes the sentences of the retrieved chunks that best cover the question and refuses when
-the evidence is too weak, rather than quoting something merely on-topic.
+no single passage supports an answer, rather than quoting something merely on-topic.
 
-Evidence strength = IDF-weighted share of the question's key terms found in the chosen sentences.
-Key terms come from the lexicon (a multi-word term counts once, and any of its Vietnamese or English
-forms counts as found) plus the remaining content words; matching ignores case and diacritics.
+An answer needs one passage (a chunk and its document title) that
+1. holds every *anchor* of the question — named places, organisations, people, programmes, acronyms,
+   years and numbers — checked as present / absent, and the direction of a relation the question names
+   ("Đại sứ Nhật Bản tại Việt Nam" is not answered by "Đại sứ Việt Nam tại Nhật Bản");
+2. has a sentence holding the kind of thing asked for (a number, a date, a name, a place) and enough of
+   the question's other content words: evidence = weighted share of key terms found, with *fixed* weights
+   (anchor 1.5, content word 1, words every document of this domain repeats 0.35, English words the
+   lexicon cannot check 0.5). No live-index IDF: a boundary that moved whenever documents were added
+   would pass more unrelated quotes the bigger the index got (calibrated on the distractor run).
+Further sentences join the quote only from the same document, or when they pass 1–2 on their own.
+Key terms come from the lexicon (a multi-word term counts once, any of its Vietnamese or English forms
+counts as found) plus the remaining content words; matching ignores case and diacritics.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -43,7 +54,31 @@ FRAME = {
     "vi": "Theo các tài liệu:",
     "en": "According to the documents (quoted in Vietnamese):",
 }
+SHORT_ANSWER = {"vi": "Trả lời", "en": "Answer"}
+AS_OF = {"vi": "tính đến {date}", "en": "as of {date}"}
+SOURCE_DATE = {"vi": "(Nguồn tính đến {date}.)", "en": "(As of {date}, the source's date.)"}
+DATES_DIFFER = {
+    "vi": "Các nguồn có ngày khác nhau ({dates}); nguồn mới nhất được nêu trước.",
+    "en": "The sources are dated differently ({dates}); the newest is listed first.",
+}
+KEY_TERMS = {"en": "Key terms: "}
+PART_MISSING = {
+    "vi": "Tài liệu không nói về phần: “{part}”.",
+    "en": "The documents do not cover this part: “{part}”.",
+}
+# Fixed term weights (see the module docstring): a term's class, not its corpus statistics.
+W_ANCHOR = 1.5
+W_TERM = 1.0
+W_COMMON = 0.35
 UNKNOWN_ENGLISH_WEIGHT = 0.5
+TOPIC_SHARE = 0.4  # share of the non-anchor terms the quoted sentences must hold (calibrated with distractors)
+# Terms nearly every document of this domain contains: they neither anchor nor discriminate.
+_COMMON = frozenset({
+    ("viet", "nam"), ("vietnam",), ("nhat", "ban"), ("japan",), ("vietnamese",), ("japanese",), ("nhat",),
+    ("hai", "nuoc"), ("hop", "tac"), ("cooperation",), ("quan", "he"), ("relations",), ("nguoi", "viet"),
+    ("nguoi", "nhat"), ("nguoi", "viet", "nam"),
+})
+_ANCHOR_KINDS = frozenset({"place", "org", "acronym", "policy"})
 _SYLLABLE = re.compile(r"[\w&]+", re.UNICODE)  # hyphens and slashes split: EMB-AI -> emb, ai
 
 
@@ -62,16 +97,122 @@ def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class KeyTerm:
-    """A term the evidence must contain, in any of its forms (syllable tuples without tones)."""
+    """A term the evidence must contain, in any of its forms (syllable tuples without tones).
+
+    `anchor`: a name, organisation, programme, acronym, year or number — the passage must hold it.
+    """
 
     surface: str
     forms: tuple[tuple[str, ...], ...]
     weight: float
+    anchor: bool = False
+    scope: str = ""  # 'year' / 'place' for anchors that scope a figure (same figure, other year or country)
+
+
+@lru_cache(maxsize=1)
+def _lexicon_kinds() -> dict[tuple[str, ...], frozenset[str]]:
+    """Folded lexicon form -> kinds of its rows, and whether a row spells it as a proper name."""
+    from rag.gazetteer import load_lexicon
+
+    kinds: dict[tuple[str, ...], set[str]] = {}
+    for row in load_lexicon():
+        proper = any(w[:1].isupper() for w in (row.vi, row.en))
+        for form in (row.vi, row.en):
+            key = tuple(_syllables(form))
+            if key:
+                kinds.setdefault(key, set()).update({row.kind, *(["proper"] if proper else [])})
+    return {k: frozenset(v) for k, v in kinds.items()}
+
+
+@lru_cache(maxsize=1)
+def _english_lexicon_words() -> frozenset[str]:
+    """Every word of the lexicon's English side: a capitalised English word among them is a word, not a name."""
+    from rag.gazetteer import load_lexicon
+
+    return frozenset(w for row in load_lexicon() for w in _syllables(row.en))
+
+
+@lru_cache(maxsize=1)
+def _reference_df() -> tuple[int, dict[tuple[str, ...], int]]:
+    """(N, document frequency) of common folded syllables and syllable pairs in a fixed reference corpus
+    (rag/data/reference_df.tsv.gz: 7.9k Vietnamese Wikipedia articles; only entries in >= 1% of them)."""
+    import gzip
+
+    path = Path(__file__).parent / "data" / "reference_df.tsv.gz"
+    n, table = 1, {}
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            key, _, value = line.rstrip("\n").partition("\t")
+            if key == "N":
+                n = int(value)
+            else:
+                table[tuple(key.split())] = int(value)
+    return n, table
+
+
+def reference_weight(form: tuple[str, ...]) -> float:
+    """0.25..1 from the form's document frequency in the fixed reference corpus: 'muốn' (21% of articles)
+    weighs 0.34, 'visa' (under 1%) 1. Fixed, so adding documents to the index never moves it."""
+    n, table = _reference_df()
+    if not form:
+        return 0.0
+    if len(form) == 1:
+        df = table.get(form)
+    else:  # a phrase is at most as frequent as its rarest adjacent pair
+        pairs = [table.get(pair) for pair in itertools.pairwise(form)]
+        df = None if any(p is None for p in pairs) else min(p for p in pairs if p is not None)
+    if df is None:
+        return 1.0
+    return max(0.25, min(1.0, math.log(n / df) / math.log(100)))
+
+
+def _term_weight(forms: set[tuple[str, ...]] | tuple[tuple[str, ...], ...], english_only: bool = False) -> float:
+    """The weight of a term from its most specific Vietnamese form (English forms are not in the reference)."""
+    vi = [f for f in forms if not english_only]
+    return max((reference_weight(f) for f in vi), default=UNKNOWN_ENGLISH_WEIGHT)
+
+
+def _is_anchor_group(forms: set[tuple[str, ...]], surface: str, cased: bool) -> bool:
+    """Whether a lexicon term of the question names something specific (a place, organisation, programme).
+
+    In a question written with capitals (`cased`), only a capitalised, acronym or numbered mention counts
+    ('the provincial government' is generic, 'the Government of Japan' is not); in an all-lower-case
+    question, the lexicon's own spelling decides.
+    """
+    if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
+        return False
+    if surface.strip().lower() == "ai" and not surface.isupper():
+        return False  # Vietnamese 'ai' = who, not the acronym AI
+    table = _lexicon_kinds()
+    kinds: set[str] = set()
+    for f in forms:
+        kinds |= table.get(f, frozenset())
+    if not kinds & _ANCHOR_KINDS:
+        return False
+    marked = any(ch.isdigit() for ch in surface) or any(w[:1].isupper() for w in surface.split())
+    if cased:
+        return marked and ("proper" in kinds or any(ch.isdigit() for ch in surface)
+                           or any(len(w) > 1 and w.isupper() for w in surface.split()))
+    return "proper" in kinds
+
+
+def _is_common_phrase(form: tuple[str, ...]) -> bool:
+    """'viet nam nhat ban' (Vietnam–Japan): made only of the domain's ubiquitous names."""
+    i = 0
+    while i < len(form):
+        for n in (3, 2, 1):
+            if tuple(form[i : i + n]) in _COMMON:
+                i += n
+                break
+        else:
+            return False
+    return True
 
 
 def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyTerm]:
-    """The question's content terms with IDF weights; unknown words weigh as much as the rarest term."""
-    max_idf = float(np.log(1 + (len(index.chunks) + 0.5) / 0.5)) if index.chunks else 1.0
+    """The question's content terms with fixed weights; anchors (names, numbers, years) flagged."""
     if lexicon is not None and len(lexicon):
         exp = lexicon.expand(question)
         groups = [(m, lexicon.expand(m)) for m in exp.matched]
@@ -79,7 +220,12 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     else:
         groups, runs = [], [question]
     english = detect_language(question) == "en"
+    cased = question != question.lower()
+    # Vietnamese 'ai' ("who") stands alone in lower case; 'AI' and 'EMB-AI' are names.
+    who_word = bool(re.search(r"(?<![\w-])ai(?![\w-])", question))
     acronyms = {w.lower() for w in _SYLLABLE.findall(question) if w.isupper() and len(w) > 1}
+    first_word = (_SYLLABLE.findall(question) or [""])[0]
+    en_words = _english_lexicon_words()
     # Vietnamese runs are segmented so that a compound ('dân số') must occur as a whole.
     leftovers = [
         w.replace("_", " ") for run in runs for w in (run.split() if english else segment_any(run, index.compounds))
@@ -88,48 +234,52 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     for surface, sub in groups:
         forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
         forms = {f for f in forms if f and not _is_function_phrase(f)}
-        if not forms:
+        if not forms or all(_is_frame(f) for f in forms) or (surface.strip() == "ai" and who_word):
             continue
-        terms.append(KeyTerm(surface, tuple(sorted(forms)), _weight(forms, index, max_idf)))
+        is_place = any("place" in _lexicon_kinds().get(f, ()) for f in forms)
+        if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
+            # Vietnam / Japan: in almost every passage, so they weigh little, but a figure about another
+            # country must not answer a question about them.
+            terms.append(KeyTerm(surface, tuple(sorted(forms)), W_COMMON, is_place, "place" if is_place else ""))
+            continue
+        anchor = _is_anchor_group(forms, surface, cased)
+        vi_forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *([] if english else [surface]))} & forms
+        weight = W_ANCHOR if anchor else (_term_weight(vi_forms) if vi_forms else W_TERM)
+        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else ""))
     for word in leftovers:
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
-        if not form or (_is_function_phrase(form) and word.lower() not in acronyms):
+        if not form or (_is_function_phrase(form) and word.lower() not in acronyms) or _is_frame(form):
             continue
-        if english and not (word[:1].isupper() or any(ch.isdigit() for ch in word)):
+        if form == ("ai",) and not word.isupper() and who_word:
+            continue  # Vietnamese 'ai' = who
+        has_digit = any(ch.isdigit() for ch in word)
+        capital = word[:1].isupper() and word != first_word
+        acronym = word.lower() in acronyms or (len(word) > 1 and word.isupper())
+        if english and not (capital or has_digit or acronym):
             # An English word the lexicon does not know cannot be checked against Vietnamese text;
             # it counts a little, so that unknown topic words still lower the evidence score.
             terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))
             continue
-        terms.append(KeyTerm(word, (form,), _weight({form}, index, max_idf)))
+        if english and capital and not acronym and all(s in en_words or s.rstrip("s") in en_words for s in form):
+            terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))  # 'Party', 'Deputy': words, not names
+            continue
+        anchor = has_digit or acronym or capital
+        weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
+        scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
+        terms.append(KeyTerm(word, (form,), weight, anchor, scope))
     return terms
 
 
-def _weight(forms: set[tuple[str, ...]], index: Index, max_idf: float) -> float:
-    """IDF of the rarest form of a term that occurs in the corpus; `max_idf` when none occurs.
-
-    A term absent from the corpus (every form, or the phrase as a whole: 'dân số' is absent even
-    though 'dân' and 'số' occur) is maximally informative: if the question needs it, no passage answers.
-    """
-    present: list[float] = []
-    for form in forms:
-        idfs = [index.plain.idf(s) for s in form]
-        if all(i is not None for i in idfs) and (len(form) == 1 or _phrase_in_corpus(form, index)):
-            present.append(sum(idfs) / len(idfs))  # type: ignore[arg-type]
-    return max(present) if present else (max_idf if forms else 0.0)
+# Words that frame a question rather than name its topic ('nói về nội dung gì', 'muốn … thì tìm đến đâu').
+_FRAME = frozenset({
+    ("noi",), ("noi", "dung"), ("muon",), ("tim",), ("nho",), ("as",), ("its",), ("their",), ("there",),
+    ("this",), ("that",), ("these",), ("those",), ("thi",), ("the", "nao"), ("nhu", "the", "nao"), ("nhu",),
+    ("dieu",), ("viec",), ("hien", "nay"), ("currently",), ("according",), ("theo",),
+})
 
 
-def _phrase_in_corpus(form: tuple[str, ...], index: Index) -> bool:
-    """Whether the syllables occur contiguously somewhere ('dân số' is absent even if 'dân' and 'số' are not)."""
-    cached = index.phrase_cache.get(form)
-    if cached is None:
-        cached = False
-        for chunk_id, _score in index.plain.search([*form, "_".join(form)], k=30):
-            chunk = index.chunks.get(chunk_id)
-            if chunk is not None and _contains(_syllables(chunk.text), form):
-                cached = True
-                break
-        index.phrase_cache[form] = cached
-    return cached
+def _is_frame(form: tuple[str, ...]) -> bool:
+    return form in _FRAME
 
 
 def _is_function_phrase(form: tuple[str, ...]) -> bool:
@@ -152,21 +302,132 @@ def _found(term: KeyTerm, hay: list[str], hay_set: set[str]) -> float:
     return best
 
 
-def coverage(terms: list[KeyTerm], text: str) -> float:
-    """IDF-weighted fraction of key terms that occur in `text` (case- and tone-insensitive)."""
+def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
+    """Weighted fraction of key terms that occur in `text` (case- and tone-insensitive).
+
+    Anchors may instead occur in `context` (the passage and its title): 'the forum drew 1,500 delegates'
+    answers a question about the STS forum when its passage is about the STS forum.
+    """
     total = sum(t.weight for t in terms)
     if total <= 0:
         return 0.0
     hay = _syllables(text)
     hay_set = set(hay)
-    return sum(t.weight * _found(t, hay, hay_set) for t in terms) / total
+    ctx = _syllables(context) if context else []
+    ctx_set = set(ctx)
+    got = 0.0
+    for t in terms:
+        f = _found(t, hay, hay_set)
+        if f < 1.0 and t.anchor and ctx:
+            f = max(f, _found(t, ctx, ctx_set))
+        got += t.weight * f
+    return got / total
 
+
+_YEAR = re.compile(r"(?:19|20)\d{2}")
+
+
+def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
+    """Whether `sentence` names another value of the term's scope: another year for a year the question
+    asks about, another place for a place — then its figure is about that one, not the one asked."""
+    if term.scope == "year":
+        asked = set(_YEAR.findall(question))
+        return any(y not in asked for y in _YEAR.findall(sentence))
+    if term.scope == "place":
+        asked_forms = {f for _s, _e, forms in _places_at(_syllables(question)) for f in forms}
+        return any(not (forms & asked_forms) for _s, _e, forms in _places_at(_syllables(sentence)))
+    return False
+
+
+def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
+    """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
+    hay = _syllables(passage)
+    hay_set = set(hay)
+    # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): all its distinctive
+    # syllables must still be there.
+    return [t for t in terms if t.anchor and not any(
+        _contains(hay, f) or (len(f) >= 3 and all(s in hay_set for s in f if not is_stopword(s))) for f in t.forms)]
+
+
+# ------------------------------------------------------------------------------- relations
+
+_REL_VI = re.compile(r"\b(tai|o|sang|cho|voi)\b")
+_REL_EN = re.compile(r"\b(to|in|at)\b")
+
+
+@lru_cache(maxsize=1)
+def _place_forms() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
+    """Folded place name -> every folded form of that place (Japan = Nhật Bản = Nhat Ban)."""
+    from rag.gazetteer import load_lexicon
+
+    by_en: dict[str, set[tuple[str, ...]]] = {}
+    for row in load_lexicon():
+        if row.kind == "place":
+            by_en.setdefault(row.en.lower(), set()).update({tuple(_syllables(row.vi)), tuple(_syllables(row.en))})
+    out: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    for forms in by_en.values():
+        for f in forms:
+            out.setdefault(f, set()).update(forms)
+    return {k: frozenset(v) for k, v in out.items() if k}
+
+
+def _places_at(tokens: list[str]) -> list[tuple[int, int, frozenset[tuple[str, ...]]]]:
+    """(start, end, forms) of place names in a folded token list, longest match first."""
+    table = _place_forms()
+    out = []
+    i = 0
+    while i < len(tokens):
+        for n in (4, 3, 2, 1):
+            key = tuple(tokens[i : i + n])
+            if len(key) == n and key in table:
+                out.append((i, i + n, table[key]))
+                i += n
+                break
+        else:
+            i += 1
+    return out
+
+
+def relations(question: str) -> list[tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]]]:
+    """Directed place pairs the question asks about: 'Đại sứ Nhật Bản tại Việt Nam' -> (Japan, Vietnam).
+
+    Only 'A <connector> B' with at most one word between A and the connector ('ambassador of Japan to
+    Vietnam' is rare in questions; 'Nhật Bản tại Việt Nam', "Japan's ambassador to Vietnam" are not).
+    """
+    toks = _syllables(question)
+    places = _places_at(toks)
+    out = []
+    for (_s1, e1, a), (s2, _e2, b) in itertools.pairwise(places):
+        if a & b:
+            continue
+        between = toks[e1:s2]
+        if 1 <= len(between) <= 3 and (_REL_VI.fullmatch(between[-1]) or _REL_EN.fullmatch(between[-1])):
+            out.append((a, b))
+    return out
+
+
+def relation_holds(rel: tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]], text: str) -> bool:
+    """Whether `text` states the pair in the direction asked: 'Việt Nam tại Nhật Bản' for (Vietnam, Japan).
+    'Đại sứ Việt Nam tại Pháp' is not answered by 'Đại sứ Việt Nam tại Nhật Bản', nor by the reverse."""
+    toks = _syllables(text)
+    places = _places_at(toks)
+    a, b = rel
+    for (_s1, e1, x), (s2, _e2, y) in itertools.pairwise(places):
+        between = toks[e1:s2]
+        if (1 <= len(between) <= 5 and (_REL_VI.fullmatch(between[-1]) or _REL_EN.fullmatch(between[-1]))
+                and x & a and y & b):
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------------- answer types
 
 # Expected answer type, from the question's wording (checked on text without tones).
 _ANSWER_TYPES = (
-    ("date", re.compile(r"\b(khi nao|bao gio|ngay nao|ngay bao nhieu|nam nao|thang nao|luc nao|when|what date|"
-                        r"which date|which year|what year|which month)\b")),
-    ("number", re.compile(r"\b(bao nhieu|may|so luong|how many|how much|what number)\b")),
+    ("date", re.compile(r"\b(khi nao|bao gio|ngay nao|ngay bao nhieu|nam nao|thang nao|thang may|luc nao|when|"
+                        r"what date|which date|which year|what year|which month|hom nao)\b")),
+    ("number", re.compile(r"\b(bao nhieu|may|so luong|how many|how much|how large|what number|dan so|population|"
+                          r"hoc phi|tuition|doanh thu|revenue)\b")),
     ("place", re.compile(r"\b(o dau|tai dau|noi nao|thanh pho nao|tinh nao|dia phuong nao|where|which city|"
                          r"which prefecture|which province|which country)\b")),
     ("person", re.compile(r"\b(who|whom|whose|ten la gi|ten gi|ten cua)\b")),
@@ -175,6 +436,8 @@ _TITLE = re.compile(
     r"\b(Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
     r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|ông|bà|GS|PGS|TS|Minister|Ambassador|Mr|Ms|Dr)\b"
 )
+# The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
+_TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
 _DATE = re.compile(r"\b\d{1,2}\s*[/-]\s*\d{1,2}(?:\s*/\s*\d{2,4})?\b|\b(?:năm|tháng|ngày)\s+\d{1,4}\b|\b(?:19|20)\d{2}\b")
 _NUMBER = re.compile(r"\d[\d.,]*")
 _PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
@@ -183,11 +446,18 @@ _PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
 def answer_type(question: str) -> str:
     """'date', 'number', 'place', 'person' or '' for the kind of answer a question asks for."""
     folded = strip_diacritics(question).lower()
-    for kind, pattern in _ANSWER_TYPES:
-        if pattern.search(folded):
-            return kind
+    # The first question word decides: 'What position did he hold when he met …' asks for a position.
+    found = [(m.start(), kind) for kind, pattern in _ANSWER_TYPES for m in [pattern.search(folded)] if m]
     # Vietnamese 'ai' ("who") in lower case; 'AI' (artificial intelligence) is written in capitals.
-    return "person" if re.search(r"(?<![\w-])[Aa]i(?![\w-])", strip_diacritics(question)) else ""
+    who = re.search(r"(?<![\w-])[Aa]i(?![\w-])", strip_diacritics(question))
+    if who:
+        found.append((who.start(), "person"))
+    if detect_language(question) == "en":
+        first = re.search(r"\b(what|which|who|whom|whose|when|where|how|why)\b", folded)
+        if first and first.group(1) in ("what", "which", "why") and not any(p <= first.start() for p, _k in found):
+            # 'What position …', 'Which ministry …': the type comes from the noun, not a later 'when'.
+            return ""
+    return min(found)[1] if found else ""
 
 
 @lru_cache(maxsize=1)
@@ -219,29 +489,155 @@ def _capitalised_runs(sentence: str) -> list[tuple[int, str]]:
     return runs
 
 
-def has_answer_type(kind: str, sentence: str, question: str) -> bool:
-    """Whether a sentence contains something of the expected type that the question itself does not."""
-    if not kind:
-        return True
+def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int]]:
+    """Spans of `sentence` holding something of the expected type that the question itself does not."""
     q = question.lower()
     if kind == "number":
-        return any(m.group().strip(".,") not in q for m in _NUMBER.finditer(sentence))
+        # Not numbers that are part of a code or a name ('Nghị quyết 57-NQ/TW', 'Phiên họp 63').
+        nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q
+                and not re.match(r"-[A-Za-zĐđ]", sentence[m.end() : m.end() + 2])
+                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.)\s*$", sentence[: m.start()])]
+        return [(m.start(), m.end()) for m in nums if not _DATE.fullmatch(m.group().strip(".,"))] or [
+            (m.start(), m.end()) for m in nums]
     if kind == "date":
-        return any(m.group() not in question for m in _DATE.finditer(sentence))
+        return [(m.start(), m.end()) for m in _DATE.finditer(sentence) if m.group() not in question]
     runs = [(start, run) for start, run in _capitalised_runs(sentence) if run.lower() not in q]
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
-        asked = {m.group().lower() for m in _TITLE.finditer(question)}
+        asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))}
+        out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
                 continue
-            before = sentence[max(0, start - 80) : start]
-            titles = {m.group().lower() for m in _TITLE.finditer(before)}
+            before = strip_diacritics(sentence[max(0, start - 80) : start])
+            titles = {m.group().lower() for m in _TITLE_FOLDED.finditer(before)}
             if titles and (not asked or titles & asked):
-                return True
-        return False
-    return any(_PLACE_CUE.search(sentence[max(0, start - 20) : start]) for start, run in runs)
+                out.append((start, start + len(run)))
+        if not out and not asked:
+            # 'Who did the minister meet?' may be answered by an organisation: a name the question lacks.
+            qfold = set(_syllables(question))
+            out = [(start, start + len(run)) for start, run in runs
+                   if len(run.split()) >= 2 and not set(_syllables(run)) <= qfold]
+        return out
+    if kind == "place":
+        return [(start, start + len(run)) for start, run in runs
+                if _PLACE_CUE.search(sentence[max(0, start - 20) : start])]
+    return []
+
+
+def has_answer_type(kind: str, sentence: str, question: str) -> bool:
+    """Whether a sentence contains something of the expected type that the question itself does not."""
+    return not kind or bool(_typed_spans(kind, sentence, question))
+
+
+_UNIT = re.compile(
+    r"\s*(%|phần trăm|triệu|tỷ|nghìn|ngàn|USD|đô la|yên|đồng|người|đại biểu|doanh nghiệp|kỹ sư|nhà khoa học|"
+    r"năm|tháng|ngày|quốc gia|nước|bộ trưởng|sinh viên|thành viên|dự án|công ty|trường|học bổng)\b", re.IGNORECASE)
+_QUALIFIER = re.compile(r"(khoảng|hơn|gần|trên|dưới|tới|đến|more than|about|over|nearly)\s+$", re.IGNORECASE)
+
+
+def short_answer(kind: str, sentence: str, question: str) -> str:
+    """The span of `sentence` answering a number / date / person / place question ('' when none)."""
+    if not kind:
+        return ""
+    spans = _typed_spans(kind, sentence, question)
+    if not spans:
+        return ""
+    start, end = spans[0]
+    if kind == "number" and len(spans) > 1:
+        # The figure whose following words the question uses ('5.000 kỹ sư' for 'how many engineers').
+        asked = set(_syllables(question))
+        start, end = max(spans, key=lambda sp: len(asked & set(_syllables(sentence[sp[1] : sp[1] + 30]))))
+    if kind == "number":
+        unit = _UNIT.match(sentence, end)
+        if unit:
+            end = unit.end()
+        qual = _QUALIFIER.search(sentence[max(0, start - 12) : start])
+        if qual:
+            start = start - (len(sentence[max(0, start - 12) : start]) - qual.start())
+    if kind == "date":  # '1/6' after 'ngày' reads better with it
+        m = re.search(r"(ngày|tháng)\s+$", sentence[max(0, start - 7) : start])
+        if m:
+            start -= len(sentence[max(0, start - 7) : start]) - m.start()
+    if kind == "person":
+        before = sentence[max(0, start - 60) : start]
+        titles = list(_TITLE.finditer(before))
+        if titles:
+            start = start - (len(before) - titles[-1].start())
+    return sentence[start:end].strip(" ,;:")
+
+
+# ------------------------------------------------------------------------------- question shapes
+
+_DEFINE = re.compile(r"^\s*(?:what|who)\s+(?:is|are|was)\s+(?:the\s+|an?\s+)?(.+?)\s*\??$|^\s*(.+?)\s+la\s+(?:gi|cai gi|"
+                     r"to chuc gi|ung dung gi|chuong trinh gi|mang luoi gi)(?:\s+vay)?\s*\??$", re.IGNORECASE)
+_SPEECH_Q = re.compile(r"\b(say|said|says|tell|told|stress|noi|phat bieu|cho biet|nhan manh|khang dinh|de nghi|"
+                       r"khuyen|ask|asked|urge|urged|propose|proposed)\b")
+_SPEECH_S = re.compile(r"\b(noi|phat bieu|cho biet|nhan manh|khang dinh|de nghi|khuyen|mong muon|bay to|chia se|"
+                       r"de xuat|yeu cau|said|stressed|noted)\b")
+_CAPTION = re.compile(r"(Ảnh|Photo)\s*:|\(Ảnh|^\s*(Ảnh|Photo)\b", re.IGNORECASE)
+
+
+def defined_term(question: str) -> str:
+    """X of 'What is X?' / 'X là gì?' (folded), or ''."""
+    m = _DEFINE.match(strip_diacritics(question).lower())
+    return (m.group(1) or m.group(2) or "").strip() if m else ""
+
+
+_WH = re.compile(r"\b(nao|gi|ai|dau|bao nhieu|may|when|where|who|whom|what|which|how|why)\b")
+
+
+def question_parts(question: str) -> list[str]:
+    """A two-part question ('X là gì và do ai phát triển?', 'What is X and who launched it?') split at
+    its 'và' / 'and' when both sides ask something; otherwise the question alone."""
+    for m in re.finditer(r"\s+(?:và|va|and)\s+", question):
+        left, right = question[: m.start()].strip(" ,?"), question[m.end() :].strip(" ,?")
+        if (len(left.split()) >= 2 and len(right.split()) >= 3 and _WH.search(strip_diacritics(left).lower())
+                and _WH.search(strip_diacritics(right).lower())):
+            return [left, right]
+    return [question]
+
+
+def _is_definition(sentence: str, term: str) -> bool:
+    toks = " ".join(_syllables(sentence))
+    t = " ".join(_syllables(term))
+    return bool(t) and bool(re.search(rf"\b{re.escape(t)}\b(?:\s+\w+){{0,6}}?\s+(la|is|are|was|viet tat|stands)\b",
+                                      toks))
+
+
+def format_date(iso: str) -> str:
+    """'2023-12-17' -> '17/12/2023' ('' for an empty or malformed date)."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", iso or "")
+    return f"{m.group(3)}/{m.group(2)}/{m.group(1)}" if m else ""
+
+
+def english_number(text: str) -> str:
+    """Vietnamese digit grouping to English: '1.500' -> '1,500', '2,5' -> '2.5'."""
+    text = re.sub(r"(?<=\d),(?=\d{1,2}\b)", "·", text)
+    text = re.sub(r"(?<=\d)\.(?=\d{3}\b)", ",", text)
+    return text.replace("·", ".")
+
+
+def gloss(text: str, lexicon: Lexicon | None, limit: int = 8) -> list[tuple[str, str]]:
+    """(Vietnamese phrase, English rendering) for the lexicon terms in `text`, first occurrence order."""
+    if lexicon is None or not len(lexicon):
+        return []
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for phrase in lexicon.expand(text).matched:
+        sub = lexicon.expand(phrase)
+        if not sub.english:
+            continue
+        en = sub.english[0]
+        key = strip_diacritics(phrase).lower()
+        if key in seen or key == strip_diacritics(en).lower() or _is_function_phrase(tuple(_syllables(phrase))):
+            continue
+        seen.add(key)
+        out.append((phrase, en))
+        if len(out) >= limit:
+            break
+    return out
 
 
 @dataclass(frozen=True)
@@ -252,10 +648,11 @@ class _Candidate:
     coverage: float
     similarity: float
     score: float
+    eligible: bool = True  # the passage holds every anchor and the relation asked about
 
 
 class ExtractiveAnswerer:
-    """Quotes the best-supported sentences with [n] citations, or refuses when support is weak."""
+    """Quotes the best-supported sentences with [n] citations, or refuses when no passage supports them."""
 
     def __init__(
         self,
@@ -287,9 +684,16 @@ class ExtractiveAnswerer:
 
     def candidates(self, plan: QueryPlan, hits: list[Hit]) -> tuple[list[KeyTerm], list[_Candidate]]:
         """Every sentence of the hits, scored by key-term coverage and embedding similarity."""
-        terms = key_terms(plan.question, self.lexicon, self.index)
-        queries = [plan.question] + ([plan.translation] if plan.translation else [])
+        return self._candidates(plan.question, plan, hits)
+
+    def _candidates(self, question: str, plan: QueryPlan, hits: list[Hit]) -> tuple[list[KeyTerm], list[_Candidate]]:
+        terms = key_terms(question, self.lexicon, self.index)
+        rels = relations(question)
+        queries = [question] + ([plan.translation] if plan.translation and question == plan.question else [])
         qvecs = self.embedder.embed_queries(queries)
+        scoped = [t for t in terms if t.anchor and t.scope]
+        defined = defined_term(question)
+        speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
         for rank, hit in enumerate(hits):
             text = hit.chunk.text
@@ -297,49 +701,141 @@ class ExtractiveAnswerer:
             sentences = [s for s in sentences if len(s.split()) >= 4]
             if not sentences:
                 continue
+            # The document's title and date are context every sentence of it shares ('2023' from its date).
+            passage = f"{hit.chunk.title}\n{hit.chunk.date}\n{text}"
+            eligible = not missing_anchors(terms, passage) and all(relation_holds(r, text) for r in rels)
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
             for sentence, sim in zip(sentences, sims, strict=True):
-                cov = coverage(terms, sentence)
+                cov = coverage(terms, sentence, passage)
                 # Long sentences cover many terms by accident; a mild length penalty prefers focused ones.
                 length_penalty = 0.1 * max(0.0, (len(sentence.split()) - 40) / 60)
                 score = 0.65 * cov + 0.35 * float(sim) + 0.05 / (1 + rank) - length_penalty
-                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score))
+                if defined and _is_definition(sentence, defined):
+                    score += 0.25  # 'What is X?' -> X's defining sentence, not a caption that mentions X
+                if _CAPTION.search(sentence):
+                    score -= 0.2
+                if speech and _SPEECH_S.search(" ".join(_syllables(sentence))):
+                    score += 0.1  # 'what did P say about T?' -> P's statement
+                ok = eligible and all(relation_holds(r, sentence) for r in rels)
+                if ok and scoped:
+                    # A year or place the sentence lacks may come from its document, unless the sentence
+                    # itself is about another one (the 2016 figure, the other country's trade).
+                    absent = missing_anchors(scoped, f"{hit.chunk.title}\n{hit.chunk.date}\n{sentence}")
+                    ok = not any(competing_scope(t, sentence, question) for t in absent)
+                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok))
         out.sort(key=lambda c: -c.score)
         return terms, out
 
-    def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
-        """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
-        lang = answer_language(plan.language)
-        terms, cands = self.candidates(plan, hits)
-        kind = answer_type(plan.question)
+    def _select(self, question: str, plan: QueryPlan, hits: list[Hit]) -> tuple[list[_Candidate], str]:
+        """The quoted sentences (main one first) and the short answer span, or ([], '') to refuse."""
+        terms, cands = self._candidates(question, plan, hits)
+        if not terms:
+            return [], ""
+        kind = answer_type(question)
+        cands = [c for c in cands if c.eligible]
         if kind:
             # Sentences holding the kind of thing asked for (a number, a date, a name, a place) go first.
-            cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, plan.question), -c.score))
-        chosen: list[_Candidate] = []
-        covered_text = ""
-        best_cov = 0.0
+            cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
+        main = next((c for c in cands if c.coverage >= self.min_evidence * 0.6), None)
+        if main is None:
+            return [], ""
+        chosen = [main]
+        passage = f"{main.hit.chunk.title}\n{main.hit.chunk.text}"
+        covered = main.sentence
         for cand in cands:
             if len(chosen) >= self.max_sentences:
                 break
             if any(c.sentence == cand.sentence for c in chosen):
                 continue
-            gain = coverage(terms, covered_text + " " + cand.sentence) - coverage(terms, covered_text)
-            # Keep the best sentence; add others only if they bring new key terms and are themselves on topic.
-            if chosen and (gain <= 0.0 or cand.coverage < self.min_evidence * 0.6):
+            same_doc = cand.hit.chunk.doc_id == main.hit.chunk.doc_id
+            # Another document's sentence must be on point by itself; a same-document one must add terms.
+            if not same_doc and cand.coverage < self.min_evidence:
+                continue
+            if cand.coverage < self.min_evidence * 0.6:
+                continue
+            gain = coverage(terms, covered + " " + cand.sentence, passage) - coverage(terms, covered, passage)
+            if gain <= 0.0:
                 continue
             chosen.append(cand)
-            covered_text += " " + cand.sentence
-            best_cov = max(best_cov, cand.coverage)
-        total_cov = coverage(terms, covered_text) if chosen else 0.0
-        typed = not kind or any(has_answer_type(kind, c.sentence, plan.question) for c in chosen)
-        if not chosen or not terms or not typed or total_cov < self.min_evidence or best_cov < self.min_evidence * 0.6:
-            return Answer(question=plan.question, language=lang, text=REFUSAL[lang], refused=True,
-                          backend="extractive", hits=tuple(hits))
+            if same_doc:
+                covered += " " + cand.sentence
+        total = coverage(terms, covered, passage)
+        typed = not kind or any(has_answer_type(kind, c.sentence, question) for c in chosen)
+        # Anchors are necessary, not sufficient: the question's other words must be there too
+        # ('the population of Osaka' is not answered by a sentence that merely names Osaka).
+        topic = [t for t in terms if not t.anchor]
+        on_topic = not topic or coverage(topic, covered) >= TOPIC_SHARE
+        if not typed or not on_topic or total < self.min_evidence:
+            return [], ""
+        span = ""
+        if kind:
+            holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
+            span = short_answer(kind, holder.sentence, question)
+            if holder is not chosen[0]:
+                chosen.remove(holder)
+                chosen.insert(0, holder)
+        return chosen, span
+
+    def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
+        """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
+        lang = answer_language(plan.language)
+        refusal = Answer(question=plan.question, language=lang, text=REFUSAL[lang], refused=True,
+                         backend="extractive", hits=tuple(hits))
+        parts = question_parts(plan.question)
+        missing_parts: list[str] = []
+        if len(parts) == 2:
+            picked = [self._select(p, plan, hits) for p in parts]
+            missing_parts = [p for p, (c, _s) in zip(parts, picked, strict=True) if not c]
+            if len(missing_parts) == 2:
+                return refusal
+            chosen, span = [], ""
+            for c, s in picked:
+                for cand in c:
+                    if len(chosen) < self.max_sentences + 1 and all(x.sentence != cand.sentence for x in chosen):
+                        chosen.append(cand)
+                span = span or s
+        else:
+            chosen, span = self._select(plan.question, plan, hits)
+        if not chosen:
+            return refusal
+        return self._render(plan.question, lang, chosen, span, missing_parts, hits)
+
+    def _render(self, question: str, lang: Lang, chosen: list[_Candidate], span: str, missing_parts: list[str],
+                hits: list[Hit]) -> Answer:
+        # The newest source leads when sources differ in date (the short answer's sentence stays first
+        # among equals: sorting is stable).
+        dates = {c.hit.chunk.date for c in chosen if format_date(c.hit.chunk.date)}
+        if len(dates) > 1:
+            chosen = sorted(chosen, key=lambda c: c.hit.chunk.date or "", reverse=True)
         # One citation per quoted sentence, so every `quote` is an exact substring of its chunk.
         citations = [Citation(n=i, chunk=c.hit.chunk, quote=c.sentence) for i, c in enumerate(chosen, 1)]
-        lines = [FRAME[lang]] + [f"- {c.sentence} [{i}]" for i, c in enumerate(chosen, 1)]
+        newest = format_date(max(dates)) if dates else ""
+        as_of = f" ({AS_OF[lang].format(date=newest)})" if newest else ""
+        lines = [FRAME[lang]]
+        if span:
+            n = next(i for i, c in enumerate(chosen, 1) if span in c.sentence)
+            shown = span
+            if lang == "en":
+                shown = english_number(span)
+                glossed = gloss(span, self.lexicon, limit=3)
+                if glossed:
+                    shown += " (" + "; ".join(f"{vi} = {en}" for vi, en in glossed) + ")"
+            lines.append(f"{SHORT_ANSWER[lang]}: {shown} [{n}]{as_of}")
+        for i, c in enumerate(chosen, 1):
+            dated = f" ({format_date(c.hit.chunk.date)})" if len(dates) > 1 and format_date(c.hit.chunk.date) else ""
+            lines.append(f"- {c.sentence} [{i}]{dated}")
+        if lang == "en":
+            glossed = gloss(" ".join(c.sentence for c in chosen), self.lexicon)
+            if glossed:
+                lines.append(KEY_TERMS["en"] + "; ".join(f"{vi} = {en}" for vi, en in glossed) + ".")
+        if newest and not span:
+            lines.append(SOURCE_DATE[lang].format(date=newest))
+        if len(dates) > 1:
+            lines.append(DATES_DIFFER[lang].format(dates=", ".join(format_date(d) for d in sorted(dates, reverse=True))))
+        for part in missing_parts:
+            lines.append(PART_MISSING[lang].format(part=part))
         return Answer(
-            question=plan.question,
+            question=question,
             language=lang,
             text="\n".join(lines),
             refused=False,

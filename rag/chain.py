@@ -249,6 +249,13 @@ class Pipeline:
         lang = answer_language(detect_language(q))
         # This turn's own province and sector win over those carried over from the question it follows.
         ents = detect_question_entities(q)
+        asked_jp = detect_question_entities(standalone).places_jp
+        if asked_jp:
+            from rag.connect import chunk_entities_of
+
+            known = {jp for e in chunk_entities_of(self.index).values() for jp in e.places_jp}
+            if not set(asked_jp) <= known:
+                return None  # 'offices in Nagoya' when no document names Nagoya: the ordinary answer refuses
         province = ents.places_vn[0].split(OLD_NEW_SEP)[0] if ents.places_vn else province_phrase(q)
         sector = sector_phrase(q) or (ents.sectors[0] if ents.sectors else "")
         found = build_connection_answer(self, standalone, province=province or None, sector=sector or None,

@@ -79,7 +79,7 @@ def check_filename(name: str) -> str:
     return unicodedata.normalize("NFC", raw)
 
 
-Kind = Literal["pdf", "html", "text"]
+Kind = Literal["pdf", "html", "text", "docx"]
 
 _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
@@ -97,6 +97,8 @@ def sniff_type(head: bytes, name: str) -> Kind:
     """The parser for a file from its first bytes (`head`); BadInput for formats we cannot read."""
     if head.lstrip(b"\xef\xbb\xbf\r\n\t ")[:5] == b"%PDF-" or head[:1024].find(b"%PDF-") != -1:
         return "pdf"
+    if head.startswith(b"PK\x03\x04") and name.lower().endswith(".docx"):
+        return "docx"  # a Word file is a ZIP; rag.load checks it holds word/document.xml within limits
     if not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         for magic, what in _BINARY_MAGIC:
             if head.startswith(magic):
@@ -119,7 +121,7 @@ _VI_WHAT = {
 }
 
 
-ALLOWED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
+ALLOWED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 
 
 def check_upload(name: str, head: bytes, size: int, limits: Limits) -> tuple[str, Kind]:
@@ -134,8 +136,8 @@ def check_upload(name: str, head: bytes, size: int, limits: Limits) -> tuple[str
     suffix = ("." + safe.rsplit(".", 1)[-1].lower()) if "." in safe else ""
     if suffix not in ALLOWED_SUFFIXES:
         raise BadInput(
-            f"{safe}: unsupported file type (use .txt, .md, .html or .pdf).",
-            f"{safe}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html hoặc .pdf).",
+            f"{safe}: unsupported file type (use .txt, .md, .html, .pdf or .docx).",
+            f"{safe}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html, .pdf hoặc .docx).",
         )
     if size > limits.max_bytes:
         raise too_large(safe, size, limits)

@@ -18,7 +18,7 @@ from rag.guard import Limits, check_filename, check_text_shape, sniff_type, text
 from rag.text import nfc, strip_diacritics
 from rag.types import Document
 
-SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 
 
@@ -196,6 +196,45 @@ def _pdf_to_text(path: Path, limits: Limits) -> str:
     return text
 
 
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _docx_to_text(path: Path, limits: Limits) -> tuple[str, str]:
+    """(title, text) of a Word file: its paragraphs in order, the document title from its properties.
+
+    A .docx is a ZIP of XML parts; the declared size of the main part is checked before it is read, so a
+    ZIP that expands to gigabytes gets a sentence, not an out-of-memory crash.
+    """
+    import zipfile
+    from xml.etree import ElementTree
+
+    unreadable = BadInput(
+        f"{path.name} is not a readable Word (.docx) file; it was skipped.",
+        f"{path.name} không phải tệp Word (.docx) đọc được; đã bỏ qua.",
+    )
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("word/document.xml")
+            if info.file_size > 20 * limits.max_document_chars:  # XML markup is bulky; text is a fraction
+                raise text_too_long(path.name, limits)
+            root = ElementTree.fromstring(z.read(info))
+            title = ""
+            if "docProps/core.xml" in z.namelist() and z.getinfo("docProps/core.xml").file_size < 1_000_000:
+                core = ElementTree.fromstring(z.read("docProps/core.xml"))
+                found = core.find("{http://purl.org/dc/elements/1.1/}title")
+                title = (found.text or "").strip() if found is not None else ""
+    except BadInput:
+        raise
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError, ValueError, RuntimeError) as exc:
+        raise BadInput(unreadable.en, unreadable.vi, detail=repr(exc)) from exc
+    paragraphs = []
+    for para in root.iter(f"{_W}p"):
+        text = "".join(node.text or "" for node in para.iter() if node.tag in (f"{_W}t", f"{_W}tab"))
+        if text.strip():
+            paragraphs.append(text.strip())
+    return title, "\n\n".join(paragraphs)
+
+
 def _unreadable_pdf(path: Path, exc: BaseException) -> BadInput:
     return BadInput(
         f"{path.name} is not a readable PDF (damaged, or content that expands beyond safe limits); it was skipped.",
@@ -217,8 +256,8 @@ def load_file(path: Path, limits: Limits | None = None) -> Document:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise BadInput(
-            f"{path.name}: unsupported file type (use .txt, .md, .html or .pdf).",
-            f"{path.name}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html hoặc .pdf).",
+            f"{path.name}: unsupported file type (use .txt, .md, .html, .pdf or .docx).",
+            f"{path.name}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html, .pdf hoặc .docx).",
         )
     try:
         size = path.stat().st_size
@@ -235,6 +274,8 @@ def load_file(path: Path, limits: Limits | None = None) -> Document:
         meta: dict = {}
         if kind == "pdf":
             body = _pdf_to_text(path, limits)
+        elif kind == "docx":
+            title, body = _docx_to_text(path, limits)
         else:
             data = path.read_bytes()[: limits.max_bytes + 1]
             text = nfc(_decode(data, path))

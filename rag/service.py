@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import re
 import shutil
 import threading
 import time
@@ -45,8 +44,6 @@ if TYPE_CHECKING:  # heavy modules (torch, chromadb, langchain) load only when t
 log = logging.getLogger(__name__)
 
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
-UPLOAD_SUFFIXES = (".md", ".txt", ".html", ".htm", ".pdf", ".docx")
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 WARMING_UP = {
     "vi": "Trợ lý đang khởi động (tải mô hình); vui lòng thử lại sau ít giây.",
@@ -433,19 +430,17 @@ class Service:
     def add_files(self, files: list[tuple[str, bytes]], progress: Progress | None = None) -> IngestReport:
         """Save uploaded files under the uploads folder and ingest them (one writer, one report).
 
-        Names are checked before anything is written: no folders, no control characters, a known type.
+        Each file is checked before anything is written (rag.guard.check_upload).
         """
         if not files:
             raise BadInput("No file was uploaded.", "Chưa có tệp nào được tải lên.")
-        checked = [(safe_upload_name(name), data) for name, data in files]
-        limit = int(self.settings.max_file_mb * 1024 * 1024)
+        from rag.guard import Limits, check_upload
+
+        limits = Limits.from_settings(self.settings)
+        # Name (no folders or control characters), type, size, emptiness and content, before any write.
+        checked = [(check_upload(name, data[:8192], len(data), limits)[0], data) for name, data in files]
         for name, data in checked:
-            if len(data) > limit:
-                raise BadInput(
-                    f"{name} is larger than {self.settings.max_file_mb:g} MB; nothing was changed.",
-                    f"{name} lớn hơn {self.settings.max_file_mb:g} MB; chưa có gì thay đổi.",
-                )
-            if not data.strip():
+            if not data.strip():  # only blanks: as good as empty, and nothing to index
                 raise BadInput(f"{name} is empty; nothing was changed.", f"{name} trống; chưa có gì thay đổi.")
         folder = self.settings.uploads_path
         staging = self.settings.home / ".uploading"
@@ -530,24 +525,6 @@ class Service:
         titles = {c.doc_id: c.title for c in p.index.chunks.values()}
         docs = sorted(((f"{t[:60]} ({d})", d) for d, t in titles.items()), key=lambda x: x[0])
         return sources, docs
-
-
-def safe_upload_name(name: str) -> str:
-    """The file name an upload may be stored under, or BadInput: no folders, NUL or control characters,
-    one of the supported types (.md .txt .html .pdf .docx)."""
-    raw = name or ""
-    base = raw.strip()
-    if not base or _BAD_NAME.search(base) or base in (".", "..") or base.startswith("."):
-        raise BadInput(
-            f"The file name {raw!r} is not allowed (no folders, hidden names or control characters).",
-            f"Tên tệp {raw!r} không hợp lệ (không được chứa thư mục, tên ẩn hay ký tự điều khiển).",
-        )
-    if not base.lower().endswith(UPLOAD_SUFFIXES):
-        raise BadInput(
-            f"{base}: only .md, .txt, .html, .pdf and .docx files can be added.",
-            f"{base}: chỉ nhận tệp .md, .txt, .html, .pdf và .docx.",
-        )
-    return base
 
 
 def ensure_index(settings: Settings) -> None:

@@ -46,8 +46,9 @@ def words(text: str) -> list[str]:
 # Quoted titles are names, whatever their language: 'Dự án "Science in Society" là gì?'.
 _QUOTED = re.compile(r"\"[^\"]{1,120}\"|“[^”]{1,120}”|«[^»]{1,120}»|'[^']{1,120}'(?!\w)")
 # Lower-case Vietnamese words that may sit inside a capitalised name ('Thành phố Hồ Chí Minh',
-# 'Bộ Khoa học và Công nghệ', 'Thứ trưởng Nguyễn …'); at most this many in a row.
-_NAME_GAP = 2
+# 'Bộ Khoa học và Công nghệ', 'Trung tâm Đổi mới sáng tạo Quốc gia'); at most this many in a row, and
+# never function words ('Dũng đã cảm ơn Đại sứ' is two names and a verb).
+_NAME_GAP = 3
 
 
 def _name_mask(tokens: list[str]) -> list[bool]:
@@ -74,7 +75,7 @@ def _name_mask(tokens: list[str]) -> list[bool]:
         if j < n and cap[j] and j > i + 1:
             gap = tokens[i + 1 : j]
             if all(w.islower() and _VI_SYLLABLE.match(strip_diacritics(w).lower()) and w.lower() not in _EN_FUNCTION_WORDS
-                   for w in gap):
+                   and not is_stopword(w) for w in gap):
                 for k in range(i + 1, j):
                     mask[k] = True
         i = j if j > i + 1 else i + 1
@@ -106,6 +107,11 @@ def detect_language(text: str) -> QueryLang:
     return "vi" if has_marks else "vi_nodiac"
 
 
+_EN_QUESTION_START = frozenset(
+    {"what", "where", "who", "whom", "whose", "when", "which", "how", "why", "is", "are", "does", "did", "can"}
+)
+
+
 def _judge(tokens: list[str]) -> QueryLang:
     """The language of the non-name words of a question (lower-cased)."""
     n = len(tokens)
@@ -117,9 +123,12 @@ def _judge(tokens: list[str]) -> QueryLang:
                    and not any(c in _VI_CHARS for c in w) and not _VI_SYLLABLE.match(w))
     if marked:
         # Lower-case Vietnamese words outside names: Vietnamese unless English clearly dominates
-        # ("what did the people's committee of đà nẵng sign", typed all in lower case).
+        # ("what did the people's committee of đà nẵng sign", typed all in lower case), or an English
+        # question frame carries a Vietnamese name whose inner words are not capitalised ("Where is the
+        # Trung tâm Đổi mới sáng tạo Quốc gia adding new facilities?").
         en_evidence = en_hits + 0.5 * en_other
-        return "en" if en_hits >= 2 and en_evidence >= 2 * marked else "vi"
+        english_frame = tokens[0] in _EN_QUESTION_START and en_hits >= 3 and en_other >= 2
+        return "en" if english_frame or (en_hits >= 2 and en_evidence >= 2 * marked) else "vi"
     # Vietnamese function words that are not also English words ('o', 'la', 'gi', 'dau', 'nao').
     vi_markers = sum(1 for w in tokens if w in _STRIPPED_STOPWORDS and w not in _EN_FUNCTION_WORDS)
     if en_hits >= 1 and en_hits / n >= 0.12 and vi_shape / n < 0.9 and en_hits + 0.5 * en_other > vi_markers:

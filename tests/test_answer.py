@@ -52,3 +52,123 @@ def test_unanswerable_questions_are_refused_without_quotes(pipeline, question, l
     assert answer.refused, answer.text
     assert answer.text == REFUSAL[lang]
     assert answer.citations == ()
+
+
+# --------------------------------------------------------------------------- at scale: distractors beside the seeds
+
+# Hard negatives written like the news and encyclopaedia text they stand for: each holds a tempting wrong
+# answer to a question the seeds cannot answer (same figure other year, same topic other country, same
+# organisation other city), or competes with a seed sentence that does answer.
+DISTRACTORS = {
+    "oda-han-quoc.md": (
+        "---\ntitle: \"Vốn ODA cho Việt Nam\"\ndate: \"2024-05-02\"\n---\n"
+        "Năm 2016, Nhật Bản cam kết 1,7 tỷ USD vốn ODA cho Việt Nam để xây dựng hạ tầng giao thông.\n\n"
+        "Hàn Quốc cam kết 500 triệu USD vốn ODA cho Việt Nam năm 2024, tập trung vào y tế và giáo dục.\n\n"
+        "Các nhà tài trợ đánh giá cao hiệu quả sử dụng vốn của các dự án tại nhiều địa phương.\n"
+    ),
+    "dai-su-phap.md": (
+        "---\ntitle: \"Quan hệ Việt Nam – Pháp\"\ndate: \"2023-03-10\"\n---\n"
+        "Đại sứ Pháp tại Việt Nam Olivier Brochet đã làm việc với lãnh đạo thành phố Hà Nội về hợp tác văn hóa.\n\n"
+        "Hai bên nhất trí tăng cường giao lưu nhân dân và hợp tác giáo dục trong thời gian tới.\n"
+    ),
+    "sts-2019.md": (
+        "---\ntitle: \"Diễn đàn khoa học tại Tokyo\"\ndate: \"2019-10-07\"\n---\n"
+        "Năm 2019, một diễn đàn khoa học tại Tokyo thu hút hơn 900 đại biểu đến từ 50 quốc gia.\n\n"
+        "Các đại biểu thảo luận về trí tuệ nhân tạo, biến đổi khí hậu và y tế toàn cầu.\n"
+    ),
+    "tong-lanh-su-fukuoka.md": (
+        "---\ntitle: \"Người Việt tại Fukuoka\"\ndate: \"2022-08-01\"\n---\n"
+        "Cộng đồng người Việt tại Fukuoka tổ chức lễ hội văn hóa với sự tham gia của nhiều sinh viên.\n\n"
+        "Lễ hội giới thiệu ẩm thực, âm nhạc và trang phục truyền thống của Việt Nam.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory, loaded_embedder):
+    """A real index of the seed corpus plus the distractor documents above (kept out of corpus/)."""
+    from rag.chain import Pipeline
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+    from tests.conftest import CORPUS, make_settings
+
+    folder = tmp_path_factory.mktemp("distractors")
+    for name, text in DISTRACTORS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    settings = make_settings(tmp_path_factory.mktemp("scaled-index"))
+    index = Index.open(settings, must_exist=False)
+    index.sync([CORPUS, folder], loaded_embedder.embedder)
+    return Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon())
+
+
+@pytest.mark.parametrize(
+    ("question", "lang"),
+    [
+        # A 2024 figure for Japan: the passage has a 2024 figure (Korea's) and a Japan figure (2016's).
+        ("Nhật Bản cam kết bao nhiêu vốn ODA cho Việt Nam năm 2024?", "vi"),
+        ("How much ODA did Japan commit to Vietnam in 2024?", "en"),
+        # The seeds name Vietnam's ambassador to Japan; a distractor names France's ambassador to Vietnam.
+        ("Đại sứ Việt Nam tại Pháp là ai?", "vi"),
+        ("Who is Japan's ambassador to Vietnam?", "en"),
+        ("dai su nhat ban tai viet nam la ai", "vi"),
+        # The STS forum's 20th meeting drew 1,500 delegates in 2023; another forum drew 900 in 2019.
+        ("Diễn đàn STS năm 2019 thu hút bao nhiêu đại biểu?", "vi"),
+        # The seeds ask the consulate in Osaka for help; a distractor is about Vietnamese people in Fukuoka.
+        ("Tổng Lãnh sự quán Việt Nam tại Fukuoka được đề nghị hỗ trợ những gì?", "vi"),
+    ],
+)
+def test_tempting_wrong_answers_are_refused(scaled, question, lang):
+    answer = scaled.ask(question)
+    assert answer.refused, answer.text
+    assert answer.text == REFUSAL[lang] and answer.citations == ()
+
+
+def test_the_seed_answer_still_wins_over_a_tempting_distractor(scaled):
+    answer = scaled.ask("Hội nghị thường niên lần thứ 20 Diễn đàn STS thu hút bao nhiêu đại biểu?")
+    assert not answer.refused, answer.text
+    assert answer.citations[0].chunk.doc_id == "dien-dan-sts-kyoto-2023"
+    lines = answer.text.splitlines()
+    # The short answer leads, taken from the cited quote, with the source's date.
+    assert lines[1].startswith("Trả lời: hơn 1.500 đại biểu [1]") and "tính đến 09/10/2023" in lines[1], lines
+    assert "1.500 đại biểu" in answer.citations[0].quote
+    _check_citations(answer)
+
+
+def test_english_answers_lead_with_a_glossed_short_answer(scaled):
+    answer = scaled.ask("How many Vietnamese IT engineers work in Japan?")
+    assert not answer.refused, answer.text
+    lines = answer.text.splitlines()
+    assert lines[1].startswith("Answer: 5,000 kỹ sư"), lines  # English digit grouping, the quoted unit
+    assert "as of 01/06/2025" in lines[1]
+    assert "engineer" in lines[1].lower()  # the unit glossed through the lexicon
+    assert any(line.startswith("Key terms: ") for line in lines)
+    _check_citations(answer)
+
+
+def test_relation_direction_is_checked():
+    from rag.answer import relation_holds, relations
+
+    rels = relations("Đại sứ Nhật Bản tại Việt Nam là ai?")
+    assert len(rels) == 1
+    assert not relation_holds(rels[0], "Đại sứ Việt Nam tại Nhật Bản Phạm Quang Hiệu")
+    assert relation_holds(rels[0], "Đại sứ Nhật Bản tại Việt Nam Ito Naoki")
+    assert relation_holds(relations("Who is Japan's ambassador to Vietnam?")[0], "Đại sứ Nhật Bản tại Việt Nam")
+
+
+def test_term_weights_do_not_depend_on_the_index(scaled, pipeline):
+    """The refusal boundary must not move when documents are added: same question, same weights."""
+    from rag.answer import key_terms
+
+    q = "Kỹ sư Việt Nam muốn sang Nhật làm việc cần xin loại visa nào?"
+    small = key_terms(q, pipeline.lexicon, pipeline.index)
+    big = key_terms(q, scaled.lexicon, scaled.index)
+    assert [(t.surface, t.weight, t.anchor) for t in small] == [(t.surface, t.weight, t.anchor) for t in big]
+    weights = {t.surface.lower(): t.weight for t in small}
+    assert weights["visa"] > weights["làm việc"]  # rare in the reference corpus, so it counts more
+
+
+def test_two_part_question_says_which_part_is_not_covered(pipeline):
+    answer = pipeline.ask("EMB-AI là gì và do công ty nào phát triển?")
+    assert not answer.refused, answer.text
+    assert "EMB-AI" in answer.citations[0].quote
+    assert "Tài liệu không nói về phần" in answer.text and "công ty nào phát triển" in answer.text

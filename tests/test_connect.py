@@ -237,14 +237,22 @@ def test_connections_tab_over_http(service):
     import gradio as gr
     from gradio_client import Client
 
-    from rag.ui_connect import NEED_INPUT, TAB_LABEL, build_connections_tab, connect_markdown, overview_figure
+    from rag.ui_connect import (
+        NEED_INPUT,
+        OVERVIEW_HEADERS,
+        TAB_LABEL,
+        build_connections_tab,
+        connect_markdown,
+        overview_figure,
+    )
 
     with gr.Blocks() as demo:
         parts = build_connections_tab(service)
     assert parts["province"].choices and len(parts["province"].choices) == 34
     assert parts["table"].value["headers"][0].startswith("Thực thể")
     rows, _figure = parts["load"]()  # filled when a page loads: the index may still be loading at build time
-    assert rows and any(row[0].startswith("Đại sứ quán Việt Nam tại Nhật Bản") for row in rows)
+    assert list(rows.columns) == OVERVIEW_HEADERS  # a DataFrame, so the header row stays
+    assert any(name.startswith("Đại sứ quán Việt Nam tại Nhật Bản") for name in rows[OVERVIEW_HEADERS[0]])
     assert TAB_LABEL == "Kết nối / Connections"
     assert connect_markdown(service, None, "", "  ") == NEED_INPUT
 

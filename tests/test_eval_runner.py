@@ -44,7 +44,8 @@ MINI = [
 LINE_KEYS = {"id", "question", "answer", "refused", "backend", "citations", "retrieved", "timings_ms", "config",
              "gold", "metrics", "latency_ms", "retrieved_at_10", "error"}
 QUESTION_METRICS = {"hit@1", "hit@3", "hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10",
-                    "refusal_correct", "false_refusal", "citation_precision", "evidence_coverage", "faithfulness",
+                    "refusal_correct", "false_refusal", "unanswerable_refused", "citation_precision", "evidence_coverage",
+                    "faithfulness",
                     "answer_relevancy"}
 PER_QUESTION = {"refusal_accuracy": "refusal_correct", "false_refusal_rate": "false_refusal"}
 
@@ -311,24 +312,26 @@ def test_eval_tab_runs_and_shows_a_question(pipeline, dataset, tmp_path, no_relo
     with gr.Blocks() as demo:
         build_eval_tab(lambda: pipeline, datasets, out_root=tmp_path / "ui")
     fns = {f.fn.__name__: f.fn for f in demo.fns.values()}
-    progress, status, _timer, seen = fns["on_run"]("mini.jsonl", ["hybrid"])
-    assert "<progress" in progress  # a server-side job started; pages follow it by polling
-    deadline = time.monotonic() + 300
-    while True:
-        polled = fns["on_poll"](seen)
-        _bar, _timer, seen_now, status, table, *rest = polled
-        if seen_now is not None:
+    progress, *_ = fns["on_run"]("mini.jsonl", ["hybrid"])  # the run goes on in a server thread
+    assert 'id="eval-progress-bar"' in progress and "/ 6" in progress
+    deadline = time.monotonic() + 120
+    while True:  # what a page's timer does: poll until the job has ended and its results come back
+        progress, _timer, seen, dataset_pick, configs_pick, status, table, *rest = fns["on_poll"](None)
+        if seen is not None or time.monotonic() > deadline:
             break
-        assert time.monotonic() < deadline, "the evaluation job never finished"
-        time.sleep(0.5)
+        assert 'id="eval-progress-bar"' in progress
+        time.sleep(0.2)
+    assert seen is not None, "the evaluation did not finish"
     images, pick_cfg, pick_id, out = rest[:4], rest[4], rest[5], rest[6]
-    assert "6 questions" in status and "not measured" in status
+    assert "6 questions" in status and "not measured" in status and status.startswith("✓")
     assert list(table["Configuration"]) == ["hybrid"] and "hit@5" in table.columns
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in images)
+    assert configs_pick["value"] == ["hybrid"] and dataset_pick["value"] == "mini.jsonl"
     assert pick_id["choices"] == [q["id"] for q in MINI] and pick_cfg["value"] == "hybrid"
-    # A page that polls again (a reload) gets the same finished results once, without re-running.
+    assert fns["on_poll"](seen)[2] == seen  # shown once: later polls leave the page alone
+    # A new page (a reload) gets the same finished results once, without re-running.
     again = fns["on_poll"](None)
-    assert again[2] == seen_now and again[3] == status
+    assert again[2] == seen and again[5] == status
     detail = fns["on_pick"](out, "hybrid", "vi-1")
     assert MINI[0]["question"] in detail and "5.000 kỹ sư CNTT" in detail
 
@@ -344,3 +347,38 @@ def test_edited_gold_question_is_recomputed_on_resume(pipeline, dataset, tmp_pat
     assert [q for q, _ in ask_spy] == [MINI[1]["question"]]
     rows = _lines(out / "results.jsonl")
     assert len(rows) == 6 and next(r for r in rows if r["id"] == "vi-2")["gold"]["evidence"] == ["EMB-AI"]
+
+
+def test_run_eval_with_distractors_reports_both_settings(pipeline, dataset, tmp_path, no_reload):
+    """--distractors: the same questions are answered a second time with the distractor folder indexed
+    beside the corpus (its own index, kept between runs), and report.json/.md carry both settings."""
+    from eval.distractors import DistractorSet, list_key
+    from eval.gate import compare
+
+    folder = tmp_path / "distractors"
+    folder.mkdir()
+    (folder / "osaka.txt").write_text(
+        "Osaka là thành phố lớn thứ ba của Nhật Bản. Dân số Osaka năm 2020 là khoảng 2,75 triệu người.\n",
+        encoding="utf-8")
+    (folder / "ky su.txt").write_text(
+        "Năm 2015 có khoảng 1.200 kỹ sư công nghệ thông tin Việt Nam làm việc tại Hàn Quốc.\n", encoding="utf-8")
+    dset = DistractorSet(folder, "test-list", list_key(["osaka.txt", "ky su.txt"]), 2)
+    out = tmp_path / "run"
+    report = run_eval(dataset, out, ["hybrid"], pipeline.settings, pipeline=pipeline, plots=False,
+                      distractors=dset, distractor_home=tmp_path / "dindex")
+    rows = _lines(out / "with-distractors" / "results.jsonl")
+    assert {r["id"] for r in rows} == {q["id"] for q in MINI}
+    assert report["distractors"]["n_articles"] == 2 and report["distractors"]["list"] == "test-list"
+    seeds, dist = report["results"]["hybrid"]["overall"], report["distractors"]["results"]["hybrid"]["overall"]
+    assert seeds["n"] == dist["n"] == len(MINI)
+    for metric in ("hit@5", "refusal_accuracy", "false_refusal_rate", "unanswerable_refused"):
+        assert metric in seeds and metric in dist
+    manifest = json.loads((tmp_path / "dindex" / "manifest.json").read_text(encoding="utf-8"))
+    assert {"osaka", "ky-su"} <= set(manifest["docs"]) and len(manifest["docs"]) == 7  # 5 seeds + 2
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "## With distractors" in md and "with distractors" in md
+    # The gate compares both settings: a drop with distractors alone fails.
+    worse = json.loads(json.dumps(report))
+    worse["distractors"]["results"]["hybrid"]["overall"]["refusal_accuracy"] = dist["refusal_accuracy"] - 0.5
+    table, failed = compare(worse, report, ["refusal_accuracy"], 0.02)
+    assert failed and "hybrid +distractors" in table

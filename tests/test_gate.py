@@ -80,3 +80,31 @@ def test_reports_can_be_paths(tmp_path):
     assert parse_metrics("") == ["hit@5", "refusal_accuracy"]
     with pytest.raises(ValueError):
         compare(cur, BASE, None, -1)
+
+
+def with_distractors(seeds: dict, distractors: dict) -> dict:
+    out = report(**seeds)
+    out["distractors"] = {"list": "eval/distractors/ci.txt", "results": report(**distractors)["results"]}
+    return out
+
+
+def test_distractor_results_are_gated_beside_seed_results():
+    base = with_distractors({"hybrid": {"refusal_accuracy": 0.9, "false_refusal_rate": 0.05}},
+                            {"hybrid": {"refusal_accuracy": 0.9, "false_refusal_rate": 0.05}})
+    # Seeds-only unchanged, but with distractors more answerable questions are refused: a failure.
+    cur = with_distractors({"hybrid": {"refusal_accuracy": 0.9, "false_refusal_rate": 0.05}},
+                           {"hybrid": {"refusal_accuracy": 0.9, "false_refusal_rate": 0.12}})
+    table, failed = compare(cur, base, ["refusal_accuracy", "false_refusal_rate"], 0.02)
+    assert failed
+    line = next(x for x in table.splitlines() if "+distractors" in x and "false_refusal_rate" in x)
+    assert "FAIL" in line
+    assert "FAIL" not in next(x for x in table.splitlines() if x.startswith("hybrid ") and "false_refusal" in x)
+    same = with_distractors({"hybrid": {"refusal_accuracy": 0.9, "false_refusal_rate": 0.05}},
+                            {"hybrid": {"refusal_accuracy": 0.91, "false_refusal_rate": 0.05}})
+    assert compare(same, base, ["refusal_accuracy", "false_refusal_rate"], 0.02)[1] is False
+
+
+def test_a_run_without_distractors_fails_a_baseline_that_has_them():
+    base = with_distractors({"hybrid": {"hit@5": 0.9}}, {"hybrid": {"hit@5": 0.9}})
+    table, failed = compare(report(hybrid={"hit@5": 0.9}), base, ["hit@5"], 0.02)
+    assert failed and "--distractors" in table

@@ -34,7 +34,7 @@ BOILERPLATE_MARKERS = ("Tin bài liên quan", "BÀI VIẾT KHÁC", "Cùng chuyê
 KEYS = {"id", "lang", "variant", "category", "answerable", "question", "answer", "evidence", "doc_ids", "follows"}
 REQUIRED = KEYS - {"follows"}
 VARIANTS = {"diacritics", "no_diacritics", "en"}
-CATEGORIES = {"fact", "list", "connection", "followup", "unanswerable", "numeric"}
+CATEGORIES = {"fact", "list", "connection", "followup", "unanswerable", "numeric", "tempting", "mixed-language"}
 REFUSALS = {"vi": "Không tìm thấy thông tin này trong tài liệu.", "en": "I couldn't find this in the documents."}
 
 
@@ -276,3 +276,18 @@ def test_body_part_cuts_boilerplate(seeds):
     assert "Đà Nẵng và các đối tác Nhật Bản" not in france and "Venezuela" not in france
     dpm = squash(body_part(seeds["pho-thu-tuong-gap-nha-khoa-hoc-viet-nam-tai-nhat-2025"]))
     assert "EMB-AI" in dpm and "Kim Liên" not in dpm
+
+
+def test_tempting_and_mixed_language_questions(gold):
+    """Questions distractors make tempting (wrong year, other country, other city), answerable and not, and
+    questions mixing the languages (English with Vietnamese names in diacritics, Vietnamese quoting English)."""
+    tempting = [r for r in gold if r["category"] == "tempting"]
+    mixed = [r for r in gold if r["category"] == "mixed-language"]
+    assert len(tempting) >= 12 and {r["answerable"] for r in tempting} == {True, False}
+    assert {r["variant"] for r in tempting} == VARIANTS
+    assert len(mixed) >= 6 and {r["lang"] for r in mixed} == {"vi", "en"}
+    for r in mixed:
+        if r["lang"] == "en":
+            assert has_vietnamese_marks(r["question"]), r["id"]
+        else:
+            assert re.search(r"\b[A-Z][A-Za-z]+\b.*\b[A-Z]{2,}|\b[A-Z]{2,}", r["question"]), r["id"]

@@ -133,3 +133,11 @@ def test_llm_condensation_gets_the_raw_vietnamese_follow_up(pipeline):
     assert "Ông ấy đã cảm ơn ai?" in prompt and GIANG_VI in prompt
     assert f"{GIANG_VI} Ông ấy" not in prompt  # the offline join is not what the LLM is asked to rewrite
     assert "Thứ trưởng Nguyễn Hoàng Giang đã cảm ơn ai tại Đại sứ quán" in generate.body["messages"][1]["content"]
+
+
+def test_english_frame_around_a_vietnamese_name_with_lower_case_words_is_english():
+    from rag.text import detect_language
+
+    assert detect_language("Where is the Trung tâm Đổi mới sáng tạo Quốc gia (NIC) adding new facilities?") == "en"
+    # A Vietnamese question that merely quotes an English word stays Vietnamese.
+    assert detect_language("Trung tâm Đổi mới sáng tạo Quốc gia mở rộng cơ sở mới ở đâu?") == "vi"

@@ -18,8 +18,9 @@ import pytest
 
 from rag.config import BUNDLED_MODEL
 from rag.errors import AccessDenied, BadInput, IndexBusy
+from rag.guard import Limits, check_upload
 from rag.lock import is_locked, writer_lock
-from rag.service import Service, safe_upload_name
+from rag.service import Service
 from tests.conftest import make_settings
 
 NEW_DOC = """---
@@ -188,18 +189,21 @@ def test_upload_reingest_and_delete_through_the_service(writable_service, tmp_pa
         svc.delete_document("no-such-document")
 
 
-@pytest.mark.parametrize("name", ["../evil.md", "/etc/passwd.md", "a\x00b.md", "line\nbreak.md", ".hidden.md",
+@pytest.mark.parametrize("name", ["../evil.md", "/etc/passwd.md", "a\x00b.md", "line\nbreak.md",
                                   "notes.exe", "", "dir/x.md", "..\\x.md"])
-def test_unsafe_upload_names_are_refused_with_a_sentence(name):
+def test_unsafe_upload_names_are_refused_with_a_sentence(name, writable_service):
     with pytest.raises(BadInput) as err:
-        safe_upload_name(name)
+        check_upload(name, b"text", 4, Limits())
+    with pytest.raises(BadInput):
+        writable_service.add_files([(name, b"Some text about Kon Tum.")])
+    assert len(writable_service.documents()) == 5
     assert err.value.message("vi") and err.value.message("en")
 
 
 def test_upload_refuses_oversized_and_empty_files_and_changes_nothing(writable_service):
     svc = writable_service.settings.model_copy(update={"max_file_mb": 0.001})
     small = Service(svc, pipeline_factory=lambda s: writable_service.pipeline)
-    with pytest.raises(BadInput, match="larger than"):
+    with pytest.raises(BadInput, match="limit"):
         small.add_files([("big.txt", b"x" * 5000)])
     with pytest.raises(BadInput, match="empty"):
         writable_service.add_files([("empty.txt", b"   \n")])
@@ -245,3 +249,49 @@ def test_status_reports_warming_up_then_ok(pipeline):
     st = svc.status()
     assert st.status == "ok" and st.documents == 5 and st.chunks == len(pipeline.index.chunks)
     assert st.embedding_model == pipeline.embedder.name and st.backend == "extractive"
+
+
+def _docx(paragraphs: list[str], title: str = "") -> bytes:
+    """A minimal but valid Word file, as Word writes it: a ZIP of XML parts."""
+    import io
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    body = "".join(f"<w:p><w:r><w:t>{escape(p)}</w:t></w:r></w:p>" for p in paragraphs)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/'
+                   'package/2006/content-types"/>')
+        z.writestr("word/document.xml", f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{w}">'
+                   f"<w:body>{body}</w:body></w:document>")
+        z.writestr("docProps/core.xml", '<?xml version="1.0"?><cp:coreProperties xmlns:cp="http://schemas.'
+                   'openxmlformats.org/package/2006/metadata/core-properties" xmlns:dc="http://purl.org/dc/'
+                   f'elements/1.1/"><dc:title>{escape(title)}</dc:title></cp:coreProperties>')
+    return buf.getvalue()
+
+
+def test_word_documents_are_read_and_answered(writable_service, tmp_path):
+    from rag.load import load_file
+
+    data = _docx(["Kon Tum ký thỏa thuận xuất khẩu cà phê Arabica Măng Đen sang Nagano.",
+                  "Theo thỏa thuận, công ty Zuiryu sẽ nhập khẩu 1.250 tấn cà phê mỗi năm."],
+                 title="Kon Tum và Nagano hợp tác cà phê")
+    path = tmp_path / "ca-phe.docx"
+    path.write_bytes(data)
+    doc = load_file(path)
+    assert doc.title == "Kon Tum và Nagano hợp tác cà phê" and "1.250 tấn" in doc.text
+    report = writable_service.add_files([("ca-phe.docx", data)])
+    assert report.added and not writable_service.ask(QUESTION).refused
+    # A ZIP that is not a Word file, and a damaged one, are one sentence each; the index is unchanged.
+    import io
+    import zipfile
+
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("readme.txt", "not a word file")
+    before = len(writable_service.documents())
+    for bad in (other.getvalue(), data[: len(data) // 2]):
+        report = writable_service.add_files([("bad.docx", bad)])
+        assert report.skipped and "Word" in report.skipped[0].reason_en
+    assert len(writable_service.documents()) == before

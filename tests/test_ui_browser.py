@@ -307,6 +307,8 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
     keep their words whole and status icons need no emoji font."""
     from playwright.sync_api import expect
 
+    gold = Path(__file__).resolve().parent.parent / "eval" / "datasets" / "gold.jsonl"
+    n = sum(1 for line in gold.read_text(encoding="utf-8").splitlines() if line.strip())
     with serve_app(writable_service) as url:
         context = browser.new_context(viewport={"width": 1280, "height": 1000})
         page = context.new_page()
@@ -320,7 +322,7 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
             configs.press("Enter")
             page.locator("#eval-run").click()
             count = page.locator("#eval-progress-count")
-            expect(count).to_have_text(re.compile(r"^[1-9]\d* / 250$"), timeout=120_000)
+            expect(count).to_have_text(re.compile(rf"^[1-9]\d* / {2 * n}$"), timeout=120_000)
             before = int(count.inner_text().split("/")[0])
 
             page.reload()  # while the run is going
@@ -328,12 +330,12 @@ def test_evaluation_reattaches_after_reload_and_shows_results(browser, writable_
             page.get_by_role("tab", name="Evaluation / Đánh giá").click()
             expect(page.locator("#eval-progress-bar")).to_be_visible(timeout=10_000)
             expect(page.locator("#eval-configs")).to_contain_text("bm25")  # the job's choices, not the defaults
-            expect(count).to_have_text(re.compile(r"^\d+ / 250$"))
+            expect(count).to_have_text(re.compile(rf"^\d+ / {2 * n}$"))
             assert int(count.inner_text().split("/")[0]) >= before
-            assert page.locator("#eval-progress-bar").get_attribute("max") == "250"
+            assert page.locator("#eval-progress-bar").get_attribute("max") == str(2 * n)
 
             status = page.locator("#eval-status")
-            expect(status).to_contain_text("125 questions × 2 configuration(s)", timeout=300_000)
+            expect(status).to_contain_text(f"{n} questions × 2 configuration(s)", timeout=300_000)
             expect(page.locator("#eval-progress-bar")).to_be_hidden()
             table = page.locator("#eval-table")
             expect(table).to_contain_text("hybrid")
