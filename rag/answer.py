@@ -670,6 +670,9 @@ class ExtractiveAnswerer:
         self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _vectors(self, hit: Hit, sentences: list[str]) -> np.ndarray:
+        stored = self.index.sentence_vectors(hit.chunk.chunk_id, sentences)
+        if stored is not None:  # embedded once at ingest (rag/index.py), not per question
+            return stored
         key = hit.chunk.chunk_id
         cached = self._sentence_vectors.get(key)
         if cached is None or len(cached) != len(sentences):

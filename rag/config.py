@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     embedding_fallback: str = Field(BUNDLED_MODEL, description="Model used when the configured one cannot load.")
     embedding_allow_download: bool = Field(True, description="Allow fetching the configured model from its hub.")
     embedding_batch_size: int = 32
+    embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="auto/onnx: ONNX Runtime export of the model (same vectors, faster), torch when it is "
+        "unavailable; torch: sentence-transformers only.",
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "vj-rag", description="Per-machine cache (ONNX exports of the embedder)."
+    )
 
     chroma_host: str = Field("", description="Chroma server host; empty means an embedded PersistentClient.")
     chroma_port: int = 8000

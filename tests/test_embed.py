@@ -1,0 +1,97 @@
+"""The embedder's two runtimes: ONNX Runtime must give the reference (torch) vectors, and be optional."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from rag.config import BUNDLED_MODEL
+from rag.embed import SentenceTransformerEmbedder, bundled_model_path, make_embedder
+from rag.text import split_sentences
+from tests.conftest import CORPUS, make_settings
+
+ENGLISH = [
+    "Japan has been Vietnam's largest provider of official development assistance for many years.",
+    "The two prime ministers agreed to upgrade relations to a Comprehensive Strategic Partnership.",
+    "Semiconductors, digital transformation and green energy are the new pillars of cooperation.",
+]
+
+
+def _corpus_texts() -> list[str]:
+    """Real Vietnamese sentences from the seed articles, plus two whole articles (long: windowed)."""
+    articles = [p.read_text(encoding="utf-8").split("---", 2)[-1] for p in sorted(CORPUS.glob("*.md"))]
+    sentences = [a[s:e] for a in articles for s, e in split_sentences(a) if len(a[s:e].split()) >= 4]
+    return sentences[:40] + articles[:2]
+
+
+@pytest.fixture(scope="module")
+def reference() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(BUNDLED_MODEL)
+
+
+def test_default_runtime_is_onnx(embedder):
+    # CI installs onnx + onnxruntime (pyproject), so the session's embedder must be the fast one;
+    # a silent fallback to torch would make every speed number in the README wrong.
+    assert embedder.runtime == "onnx"
+
+
+def test_onnx_vectors_match_the_reference_model(embedder, reference):
+    texts = _corpus_texts() + ENGLISH
+    assert any(len(t.split()) > 400 for t in texts)  # long texts exercise the windows too
+    docs = np.sum(embedder.embed_documents(texts) * reference.embed_documents(texts), axis=1)
+    queries = np.sum(embedder.embed_queries(texts[:10]) * reference.embed_queries(texts[:10]), axis=1)
+    assert docs.min() >= 0.99, docs.min()
+    assert queries.min() >= 0.99, queries.min()
+
+
+def test_long_texts_are_windowed_not_truncated(embedder):
+    article = _corpus_texts()[-1]
+    words = article.split()
+    assert len(words) > 400
+    head = " ".join(words[:120])  # fits one window, as a truncating embedder would keep
+    whole, first = embedder.embed_documents([article, head])
+    assert float(whole @ first) < 0.99  # the rest of the article moved the vector
+    tail = embedder.embed_documents([" ".join(words[-120:])])[0]
+    assert float(whole @ tail) > float(first @ tail)
+
+
+def test_falls_back_to_torch_without_onnxruntime(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the package were not installed
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, cache_dir=tmp_path / "cache"))
+    assert isinstance(made, SentenceTransformerEmbedder)
+    assert made.runtime == "torch"
+    assert made.embed_queries(["xin chào"]).shape == (1, made.dim)
+
+
+def test_falls_back_to_torch_when_the_export_failed_its_check(tmp_path):
+    from pathlib import Path
+
+    from rag.embed_onnx import _model_key
+
+    model_dir = Path(bundled_model_path())
+    dest = tmp_path / "cache" / "onnx" / f"{model_dir.name}-{_model_key(model_dir)}"
+    dest.mkdir(parents=True)
+    (dest / "meta.json").write_text(json.dumps({"accepted": False, "min_cosine_to_torch": 0.91, "max_tokens": 256}))
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, cache_dir=tmp_path / "cache"))
+    assert made.runtime == "torch"
+
+
+def test_torch_runtime_can_be_chosen(tmp_path):
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_runtime="torch"))
+    assert made.runtime == "torch"
+
+
+def test_a_repeated_question_is_embedded_once(embedder, monkeypatch):
+    # Retrieval and then the extractive answerer embed the same question; the second must be free.
+    calls: list[list[str]] = []
+    real = embedder._encode
+    monkeypatch.setattr(embedder, "_encode", lambda texts: calls.append(list(texts)) or real(texts))
+    q = "Hợp tác Việt Nam – Nhật Bản về chất bán dẫn năm 2025 gồm những gì?"
+    first = embedder.embed_queries([q])
+    again = embedder.embed_queries([q, "another question about JICA", q])
+    assert sum(len(c) for c in calls) <= 2  # q at most once, the new text once
+    assert np.allclose(first[0], again[0]) and np.allclose(again[0], again[2])
+    assert float(again[0] @ again[1]) < 0.99
