@@ -504,7 +504,9 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
-        asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))}
+        # (An English title — 'ambassador' — cannot be matched against the Vietnamese one, so it does not narrow.)
+        asked = (set() if detect_language(question) == "en"
+                 else {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))})
         out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
