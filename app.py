@@ -1,7 +1,7 @@
-"""Start the assistant: settings from the environment/.env, build the index if missing, serve Gradio."""
+"""Start the assistant: settings from the environment/.env, build the index if missing, serve UI + API."""
 
-from rag.cli import make_settings
-from rag.ui import launch
+from rag.config import load_settings
+from rag.server import serve
 
 if __name__ == "__main__":
-    launch(make_settings(None))
+    serve(load_settings())

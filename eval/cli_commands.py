@@ -1,9 +1,7 @@
-"""Command functions for `rag eval` and `rag feedback export` (typer-annotated, registered by rag/cli.py).
+"""Command functions for `rag eval` and `rag feedback export` (typer-annotated).
 
-    app.command("eval")(eval_command)
-    feedback_app = typer.Typer(help="Thumbs up / down collected in the chat.")
-    feedback_app.command("export")(feedback_export_command)
-    app.add_typer(feedback_app, name="feedback")
+They reach the `rag` command as entry points of the group `rag.commands` (pyproject.toml), so rag.cli
+never imports eval.
 """
 
 from __future__ import annotations
@@ -21,9 +19,9 @@ DEFAULT_CACHE = Path.home() / ".cache" / "vj-rag-eval"
 
 
 def _settings(home: Path | None):
-    from rag.cli import make_settings  # imported late: rag.cli imports this module
+    from rag.config import load_settings
 
-    return make_settings(home)
+    return load_settings(home)
 
 
 def _judge(settings: Any, url: str, model: str) -> Any:
@@ -35,40 +33,56 @@ def _judge(settings: Any, url: str, model: str) -> Any:
 
 
 def eval_command(
-    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Gold questions (JSONL).")] = DEFAULT_DATASET,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.jsonl, report.json/.md, plots.")] = Path(
+    dataset: Annotated[Path, typer.Option(
+        "--dataset", "-d", metavar="FILE", show_default=False,
+        help=f"Gold questions (JSONL); default {DEFAULT_DATASET.as_posix()}.")] = DEFAULT_DATASET,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="DIR", show_default=False,
+        help="Folder for results.jsonl, report.json/.md and plots; default eval/runs/latest.")] = Path(
         "eval/runs/latest"),
     config: Annotated[list[str] | None, typer.Option(
-        "--config", "-c",
+        "--config", "-c", metavar="NAME[=FILE]",
         help="Built-in configuration (hybrid, bm25, dense, hybrid-nolexicon) or NAME=FILE (.json/.toml/.yaml "
              "overrides); repeatable. Default: hybrid.")] = None,
     baseline: Annotated[Path | None, typer.Option(
-        "--baseline", help="An earlier report.json: print deltas and exit 1 on a drop beyond --tolerance.")] = None,
+        "--baseline", metavar="FILE", help="An earlier report.json: print deltas and exit 1 on a drop beyond --tolerance.")] = None,
     gate_metrics: Annotated[str, typer.Option(
-        "--gate-metrics", help="Comma-separated metrics the baseline gate checks.")] = "hit@5,refusal_accuracy",
+        "--gate-metrics", metavar="LIST", show_default=False,
+        help="Comma-separated metrics the baseline gate checks; default hit@5,refusal_accuracy.")] = (
+        "hit@5,refusal_accuracy"),
     tolerance: Annotated[float, typer.Option(
-        "--tolerance", min=0.0, help="Allowed drop (absolute, 0.02 = 2 points).")] = 0.02,
+        "--tolerance", min=0.0, metavar="X", show_default=False,
+        help="Allowed drop, absolute (0.02 = 2 points); default 0.02.")] = 0.02,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Skip (config, question) pairs already in OUT/results.jsonl.")] = True,
     home: Annotated[Path | None, typer.Option(
-        "--home", help="Index folder to use (built/updated from RAG_CORPUS_DIR); default OUT/index.")] = None,
+        "--home", metavar="DIR", help="Index folder to use (built/updated from RAG_CORPUS_DIR); default OUT/index.")] = None,
     judge_url: Annotated[str, typer.Option(
-        "--judge-url", envvar="RAG_JUDGE_BASE_URL",
-        help="OpenAI-compatible server for the LLM judge (faithfulness, answer relevancy); off when empty.")] = "",
-    judge_model: Annotated[str, typer.Option("--judge-model", envvar="RAG_JUDGE_MODEL")] = "",
+        "--judge-url", envvar="RAG_JUDGE_BASE_URL", metavar="URL", show_envvar=False,
+        help="OpenAI-compatible server for the LLM judge (faithfulness, answer relevancy); off when empty. "
+             "Env: RAG_JUDGE_BASE_URL.")] = "",
+    judge_model: Annotated[str, typer.Option("--judge-model", envvar="RAG_JUDGE_MODEL", metavar="NAME",
+                                             show_envvar=False,
+                                             help="Model name on the judge server. Env: RAG_JUDGE_MODEL.")] = "",
     distractors: Annotated[str | None, typer.Option(
-        "--distractors",
+        "--distractors", metavar="DIR|LIST", show_default=False,
         help="Also answer the gold set with these documents indexed beside the corpus: a folder, a list of "
              "viwiki article ids (eval/distractors/ci.txt, full.txt) or a .json {list, source}. The report "
              "then shows every metric seeds-only and with distractors.")] = None,
     distractor_source: Annotated[Path, typer.Option(
-        "--distractor-source", envvar="RAG_DISTRACTOR_SOURCE",
-        help="The viwiki archive (.tar.xz) or extracted folder that list ids refer to.")] = DEFAULT_SOURCE,
+        "--distractor-source", envvar="RAG_DISTRACTOR_SOURCE", metavar="PATH", show_envvar=False,
+        show_default=False,
+        help=f"The viwiki archive (.tar.xz) or extracted folder that list ids refer to; default "
+             f"{DEFAULT_SOURCE.as_posix()}. Env: RAG_DISTRACTOR_SOURCE.")] = DEFAULT_SOURCE,
     cache_dir: Annotated[Path, typer.Option(
-        "--cache-dir", envvar="RAG_EVAL_CACHE",
-        help="Where distractor documents and their index are kept between runs (outside the repo).")] = DEFAULT_CACHE,
+        "--cache-dir", envvar="RAG_EVAL_CACHE", metavar="DIR", show_envvar=False, show_default=False,
+        help=f"Where distractor documents and their index are kept between runs (outside the repo); "
+             f"default {DEFAULT_CACHE.as_posix()}. Env: RAG_EVAL_CACHE.")] = DEFAULT_CACHE,
 ) -> None:
-    """Evaluate answer quality on a gold dataset, optionally comparing with a baseline report."""
+    """Evaluate answer quality on a gold dataset.
+
+    Optionally compares with a baseline report (--baseline). Writes per-question results, a report (Markdown and JSON) and plots to --out.
+    """
     from tqdm import tqdm
 
     from eval import distractors as D
@@ -145,11 +159,14 @@ def eval_command(
 
 
 def feedback_export_command(
-    out: Annotated[Path, typer.Argument(help="JSONL file for the draft gold questions.")] = Path(
-        "eval/datasets/feedback-drafts.jsonl"),
-    home: Annotated[Path | None, typer.Option("--home", help="Index folder (default: RAG_HOME or .rag).")] = None,
+    out: Annotated[Path, typer.Argument(metavar="FILE", hidden=True)] = Path("eval/datasets/feedback-drafts.jsonl"),
+    home: Annotated[Path | None, typer.Option("--home", metavar="DIR",
+                                              help="Index folder (default: RAG_HOME or .rag).")] = None,
 ) -> None:
-    """Export chat thumbs up / down as draft gold questions (👎 ones are flagged needs_review)."""
+    """Export chat thumbs up / down as draft gold questions to FILE.
+
+    FILE defaults to eval/datasets/feedback-drafts.jsonl; thumbs-down ones are flagged needs_review.
+    """
     from rag.feedback import FeedbackStore
 
     store = FeedbackStore.from_settings(_settings(home))

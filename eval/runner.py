@@ -463,7 +463,7 @@ def evaluate_question(
     pipeline: Any, cfg: EvalConfig, item: GoldItem, history: list[Any], judge: ChatModel | None = None
 ) -> dict[str, Any]:
     """One results.jsonl line: the `rag ask --json` object + config, gold, metrics, latency_ms."""
-    from rag.cli import answer_json
+    from rag.schema import answer_json
 
     error = ""
     try:
@@ -1040,32 +1040,57 @@ _VARIANT_COLORS = {"diacritics": "#1f77b4", "no_diacritics": "#ff7f0e", "en": "#
 
 
 def _bar_labels(ax: Any, bars: Any, values: Sequence[float | None], metric_is_score: Sequence[bool],
-                fontsize: float = 7, rotation: float = 0) -> None:
+                fontsize: float = 7, rotation: float = 0) -> list[Any]:
+    """Value labels above the bars ("n/a" at the base for missing values); returns the text artists."""
+    texts = []
     for bar, value, score in zip(bars, values, metric_is_score, strict=True):
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            ax.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=fontsize - 0.5, color="#999999")
+            texts.append(ax.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 2),
+                                     textcoords="offset points", ha="center", va="bottom",
+                                     fontsize=fontsize - 0.5, color="#999999", rotation=rotation))
             continue
         text = f"{value:.2f}" if score else f"{100 * value:.0f}%"
-        ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=fontsize, rotation=rotation)
+        texts.append(ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
+                                 textcoords="offset points", ha="center", va="bottom", fontsize=fontsize,
+                                 rotation=rotation))
+    return texts
+
+
+def overlapping(texts: Sequence[Any]) -> bool:
+    """Whether any two of the (drawn, visible, non-empty) text artists overlap on the canvas."""
+    boxes = [t.get_window_extent() for t in texts if t.get_visible() and t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
 def _grouped_bars(ax: Any, groups: Sequence[str], series: Sequence[tuple[str, Sequence[float | None], str]],
                   scores: Sequence[bool], fontsize: float = 7) -> None:
-    """Bars for each group (x) and series (color); None values are left out."""
+    """Bars for each group (x) and series (color); None values are left out. Value labels and group names
+    are turned (90°; 45° or 90°) only when they would overlap side by side at the figure's size."""
     import numpy as np
 
     n = max(len(series), 1)
     width = 0.8 / n
     x = np.arange(len(groups))
+    labels: list[Any] = []
     for i, (label, values, color) in enumerate(series):
         heights = [0.0 if v is None else float(v) for v in values]
         bars = ax.bar(x + (i - (n - 1) / 2) * width, heights, width * 0.92, label=label, color=color)
-        _bar_labels(ax, bars, values, scores, fontsize, rotation=90 if n >= 4 else 0)
+        labels += _bar_labels(ax, bars, values, scores, fontsize)
     ax.set_xticks(x)
     ax.set_xticklabels(groups)
-    ax.set_ylim(0, 1.2 if n >= 4 else 1.12)
+    top = ax.get_ylim()[1] if ax.get_shared_y_axes().get_siblings(ax)[1:] else 0.0  # panels share a y axis
+    ax.set_ylim(0, max(top, 1.12))
+    if overlapping(labels):
+        for t in labels:
+            t.set_rotation(90)
+        ax.set_ylim(0, max(top, 1.2))
+    for angle in (45, 90):  # bounding boxes of turned text are conservative, so 45° may not be enough
+        if not overlapping(ax.get_xticklabels()):
+            break
+        for t in ax.get_xticklabels():
+            t.set_rotation(angle)
+            t.set_horizontalalignment("right" if angle < 90 else "center")
+            t.set_rotation_mode("anchor" if angle < 90 else "default")
     ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.yaxis.grid(True, color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
@@ -1141,9 +1166,8 @@ def make_plots(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], out
     ax.set_title(f"Quality by question category — configuration “{primary}”")
     ax.set_ylabel("Share of questions")
     ax.set_xlabel("Category (hit@5 and evidence coverage only count answerable questions)")
-    if len(cats) > 6:
-        plt.setp(ax.get_xticklabels(), rotation=25, ha="right")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22 if len(cats) > 6 else -0.16), ncols=3, frameon=False)
+    turned = any(t.get_rotation() for t in ax.get_xticklabels())
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 if turned else -0.16), ncols=3, frameon=False)
     save(fig, "metrics_by_category.png")
 
     # 4. latency: per-stage boxes (first configuration) + total per configuration

@@ -1,10 +1,8 @@
-"""Gradio pieces for the evaluation tab and for chat feedback (imported by rag/ui.py only).
+"""The Evaluation tab (Gradio). It reaches the app as an entry point of the group `rag.ui_tabs`
+(pyproject.toml), so rag/ui.py never imports eval:
 
     with gr.Blocks() as demo:
-        with gr.Tab("Chat / Hỏi đáp"):
-            chatbot = gr.Chatbot(...)
-            chatbot.like(feedback_handler(pipeline, settings), inputs=chatbot, outputs=None)
-        build_eval_tab(pipeline, Path("eval/datasets"))
+        build_eval_tab(lambda: service.pipeline, Path("eval/datasets"))
 """
 
 from __future__ import annotations
@@ -12,9 +10,10 @@ from __future__ import annotations
 import html
 import json
 import logging
-import re
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,8 @@ from eval.runner import (
     fmt_metric,
     run_eval,
 )
-from rag.config import Settings
 from rag.errors import RagError
-from rag.feedback import FeedbackStore
-from rag.text import detect_language
+from rag.render import eval_row_markdown
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +41,11 @@ PLOT_FILES = (
     ("metrics_by_category.png", "By category / Theo loại câu hỏi"),
     ("latency.png", "Speed / Tốc độ"),
 )
+# Plain-text symbols every font stack here has (DejaVu Sans, Segoe UI, …): no emoji font needed.
+ICON_OK = "✓"
+ICON_FAIL = "✗"
+ICON_RUNNING = "⟳"
+ALREADY_RUNNING = "Một lượt đánh giá đang chạy / An evaluation is already running."
 _INTRO = (
     "Chạy bộ câu hỏi chuẩn qua trợ lý và chấm điểm câu trả lời. / Run a gold question set through the assistant "
     "and score the answers. **hit@5**: a passage with the answer is among the first 5 found · **MRR**: how high "
@@ -99,44 +101,100 @@ def question_detail(out_dir: Path, config: str, qid: str) -> str:
             row = obj
     if row is None:
         return f"No result for `{qid}` in configuration `{config}`."
-    gold = row.get("gold", {})
-    esc = html.escape
-    parts = [
-        f"### `{esc(str(qid))}` — {esc(VARIANT_LABELS.get(gold.get('variant'), str(gold.get('variant'))))}, "
-        f"{esc(str(gold.get('category')))}",
-        f"**Question / Câu hỏi:** {esc(row.get('question', ''))}",
-        f"**Expected / Đáp án chuẩn:** {esc(gold.get('answer') or ('(not answerable)' if not gold.get('answerable') else '—'))}",
-        "**Answer / Trả lời" + (" (refused / từ chối)" if row.get("refused") else "") + ":**  \n"
-        + esc(row.get("answer", "")).replace("\n", "  \n"),
-    ]
-    if row.get("error"):
-        parts.append(f"⚠️ {esc(row['error'])}")
-    if row.get("citations"):
-        parts.append("**Sources / Nguồn**")
-        for c in row["citations"]:
-            parts.append(f"[{c.get('n')}] **{esc(c.get('title', ''))}** — {esc(c.get('source') or '?')}, "
-                         f"{esc(c.get('date') or '?')} (`{esc(c.get('chunk_id', ''))}`)  \n> {esc(c.get('quote', ''))}")
-    if gold.get("evidence"):
-        parts.append("**Evidence phrases / Bằng chứng:** " + " · ".join(f"“{esc(e)}”" for e in gold["evidence"]))
-    top = row.get("retrieved_at_10", [])
-    if top:
-        parts.append("**Top 10 passages / 10 đoạn đầu:** " + ", ".join(
-            f"{i}. `{esc(h['chunk_id'])}`{' ✅' if h.get('relevant') else ''}" for i, h in enumerate(top, 1)))
-    metrics = row.get("metrics", {})
-    shown = [f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items() if v is not None]
-    parts.append("**Scores:** " + ", ".join(shown))
-    parts.append("**Latency (ms):** " + ", ".join(f"{k} {v:.0f}" for k, v in row.get("latency_ms", {}).items()))
-    return "\n\n".join(parts)
+    return eval_row_markdown(row, VARIANT_LABELS)
+
+
+@dataclass
+class EvalJob:
+    """One evaluation run, kept on the server so any page (a reload, another tab) can follow it."""
+
+    dataset: str
+    configs: list[str]
+    out: Path
+    total: int = 0
+    done: int = 0
+    current: str = ""
+    state: str = "running"  # running | done | failed
+    error: str = ""
+    report: dict[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class EvalJobs:
+    """The app's evaluation job: at most one runs at a time; the last one stays readable after it ends.
+
+    Held by the tab builder (one per app), so the state is server-side and shared by every page: a page
+    loaded while a run is going finds it here and re-attaches.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.job: EvalJob | None = None
+
+    def start(self, job: EvalJob, work: Any) -> EvalJob:
+        """Run `work(job)` in a thread; RuntimeError (one sentence) if a run is already going."""
+        with self._lock:
+            if self.job is not None and self.job.running:
+                raise RuntimeError(ALREADY_RUNNING)
+            self.job = job
+
+        def run() -> None:
+            try:
+                job.report = work(job)
+                job.state = "done"
+            except (ValueError, OSError, RagError) as exc:
+                job.error, job.state = str(exc), "failed"
+            except Exception as exc:  # a broken run must not leave the page waiting forever
+                log.exception("Evaluation failed")
+                job.error, job.state = f"{type(exc).__name__}: {exc}", "failed"
+
+        threading.Thread(target=run, name="eval-ui-run", daemon=True).start()
+        return job
+
+
+def progress_html(job: EvalJob | None) -> str:
+    """The progress bar of a running job (questions done / total), or "" when none runs."""
+    if job is None or not job.running:
+        return ""
+    total = max(job.total, 1)
+    pct = 100 * job.done / total
+    label = f"{job.done} / {job.total}" if job.total else "…"
+    where = html.escape(job.current)
+    return (
+        f'<div id="eval-progress-box"><progress id="eval-progress-bar" value="{job.done}" max="{total}" '
+        f'style="width:100%;height:14px"></progress>'
+        f'<div>{ICON_RUNNING} Đang chạy / Running: <b><span id="eval-progress-count">{label}</span></b> '
+        f"câu hỏi / questions ({pct:.0f}%) · {html.escape(job.dataset)} · {html.escape(', '.join(job.configs))}"
+        f"{' · ' + where if where else ''}</div></div>"
+    )
+
+
+def status_markdown(job: EvalJob) -> str:
+    """One line on a finished (or failed) job, with plain-text icons (no emoji font needed)."""
+    if job.state == "failed":
+        return f"{ICON_FAIL} {html.escape(job.error)}"
+    report = job.report or {}
+    msg = (f"{ICON_OK} {report.get('n_questions')} questions × {len(job.configs)} configuration(s), "
+           f"{report.get('runtime_s')} s — `{job.out / 'report.md'}`")
+    if report and not report.get("judge", {}).get("configured"):
+        msg += "  \nFaithfulness / answer relevancy: not measured (no LLM judge configured)."
+    return msg
 
 
 def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_root: Path | None = None) -> None:
     """Render the "Evaluation / Đánh giá" tab inside the current gr.Blocks() context.
 
     `pipeline_factory_or_pipeline`: a loaded Pipeline, or a no-argument callable returning one (called at
-    the first run). Results go to `out_root/<dataset>` (default: <pipeline home>/eval-ui).
+    the first run). Results go to `out_root/<dataset>` (default: <pipeline home>/eval-ui). A run goes on
+    in a server thread; pages poll it once a second while it runs, so a reloaded page re-attaches to it
+    (progress bar, then the results).
     """
     datasets_dir = Path(datasets_dir)
-    lock = threading.Lock()
+    jobs = EvalJobs()
     holder: dict[str, Any] = {}
 
     def pipeline() -> Any:
@@ -149,7 +207,7 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
         return Path(root) / Path(dataset_name).stem
 
     choices = list_datasets(datasets_dir)
-    with gr.Tab("Evaluation / Đánh giá", id="eval-tab"):
+    with gr.Tab("Evaluation / Đánh giá", id="eval-tab") as tab:
         gr.Markdown(_INTRO)
         with gr.Row():
             dataset = gr.Dropdown(choices=choices, value=choices[0] if choices else None,
@@ -157,6 +215,7 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             configs = gr.Dropdown(choices=list(BUILTIN_CONFIGS), value=["hybrid"], multiselect=True,
                                   label="Configuration / Cấu hình", elem_id="eval-configs", scale=3)
             run = gr.Button("Run / Chạy", variant="primary", elem_id="eval-run", scale=1)
+        progress = gr.HTML(elem_id="eval-progress")
         status = gr.Markdown(elem_id="eval-status")
         table = gr.Dataframe(label="Results / Kết quả", interactive=False, wrap=True, elem_id="eval-table")
         with gr.Row():
@@ -171,36 +230,60 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             pick_id = gr.Dropdown(choices=[], label="Question id / Mã câu hỏi", elem_id="eval-pick-id")
         detail = gr.Markdown(elem_id="eval-detail")
         out_state = gr.State("")
+        # Seen job: the page shows results once per finished job (so polling does not reset the pickers).
+        seen = gr.State(None)
+        timer = gr.Timer(1.0, active=False)
 
-        def on_run(dataset_name: str | None, names: list[str] | None, progress=gr.Progress()):  # noqa: B008
+        def work(job: EvalJob) -> dict[str, Any]:
+            p = pipeline()
+
+            def tick(done: int, total: int, info: dict[str, Any]) -> None:
+                job.done, job.total, job.current = done, total, f"{info.get('config')} · {info.get('id')}"
+
+            return run_eval(datasets_dir / job.dataset, job.out, job.configs, p.settings, resume=False,
+                            progress=tick, pipeline=p)
+
+        def results(job: EvalJob) -> tuple[Any, ...]:
+            """Values for `result_outputs` when `job` has ended."""
+            if job.state != "done" or job.report is None:
+                return (status_markdown(job), gr.skip(), *[gr.skip()] * len(images), gr.skip(), gr.skip(),
+                        gr.skip())
+            out, names = job.out, job.configs
+            ids = _ids(out, names[0])
+            pngs = [str(out / f) if (out / f).exists() else None for f, _ in PLOT_FILES]
+            return (status_markdown(job), summary_table(job.report), *pngs,
+                    gr.update(choices=names, value=names[0]), gr.update(choices=ids, value=ids[0] if ids else None),
+                    str(out))
+
+        result_outputs = [status, table, *images, pick_cfg, pick_id, out_state]
+        idle = (gr.skip(),) * len(result_outputs)
+
+        def on_run(dataset_name: str | None, names: list[str] | None):
             if not dataset_name:
                 raise gr.Error("Chọn bộ câu hỏi / Pick a dataset.")
             names = list(names or ["hybrid"])
-            if not lock.acquire(blocking=False):
-                raise gr.Error("Một lượt đánh giá đang chạy / An evaluation is already running.")
             try:
-                p = pipeline()
-                out = out_dir_for(dataset_name)
-
-                def tick(done: int, total: int, info: dict[str, Any]) -> None:
-                    progress(done / max(total, 1), desc=f"{info.get('config')} · {info.get('id')} ({done}/{total})")
-
-                progress(0, desc="Loading / Đang tải…")
-                report = run_eval(datasets_dir / dataset_name, out, names, p.settings, resume=False,
-                                  progress=tick, pipeline=p)
+                # The total is known before the run starts, so the first progress bar already shows it.
+                total = sum(1 for _ in _dataset_lines(datasets_dir / dataset_name)) * len(names)
+                job = jobs.start(EvalJob(dataset_name, names, out_dir_for(dataset_name), total=total), work)
+            except RuntimeError as exc:
+                raise gr.Error(str(exc)) from exc
             except (ValueError, OSError, RagError) as exc:
                 raise gr.Error(str(exc)) from exc
-            finally:
-                lock.release()
-            ids = [w for w in _ids(out, names[0])]
-            pngs = [str(out / f) if (out / f).exists() else None for f, _ in PLOT_FILES]
-            msg = (f"✅ {report['n_questions']} questions × {len(names)} configuration(s), "
-                   f"{report.get('runtime_s')} s — `{out / 'report.md'}`")
-            if not report["judge"]["configured"]:
-                msg += "  \nFaithfulness / answer relevancy: not measured (no LLM judge configured)."
-            return (msg, summary_table(report), *pngs,
-                    gr.update(choices=names, value=names[0]), gr.update(choices=ids, value=ids[0] if ids else None),
-                    str(out))
+            return progress_html(job), "", gr.Timer(active=True), None
+
+        def on_poll(seen_id: int | None):
+            """Follow the app's job: progress while it runs; its results once when it has ended. The
+            dataset and configuration pickers show the job's (a reloaded page starts with the defaults)."""
+            job = jobs.job
+            if job is None:
+                return "", gr.Timer(active=False), seen_id, gr.skip(), gr.skip(), *idle
+            picked = (gr.update(value=job.dataset), gr.update(value=list(job.configs)))
+            if job.running:
+                return progress_html(job), gr.Timer(active=True), seen_id, *picked, *idle
+            if seen_id == id(job):
+                return "", gr.Timer(active=False), seen_id, gr.skip(), gr.skip(), *idle
+            return "", gr.Timer(active=False), id(job), *picked, *results(job)
 
         def on_pick(out: str, cfg: str | None, qid: str | None) -> str:
             if not out or not cfg or not qid:
@@ -211,10 +294,22 @@ def build_eval_tab(pipeline_factory_or_pipeline: Any, datasets_dir: Path, out_ro
             ids = _ids(Path(out), cfg) if out and cfg else []
             return gr.update(choices=ids, value=ids[0] if ids else None)
 
-        run.click(on_run, [dataset, configs], [status, table, *images, pick_cfg, pick_id, out_state],
-                  api_visibility="private")
+        run.click(on_run, [dataset, configs], [progress, status, timer, seen], api_visibility="private")
+        poll_outputs = [progress, timer, seen, dataset, configs, *result_outputs]
+        timer.tick(on_poll, seen, poll_outputs, api_visibility="private", show_progress="hidden")
+        # A page opened (or reloaded) while a run is going re-attaches to it; so does opening the tab.
+        tab.select(on_poll, seen, poll_outputs, api_visibility="private", show_progress="hidden")
+        root = gr.context.get_blocks_context()
+        if root is not None:
+            root.root_block.load(on_poll, seen, poll_outputs, api_visibility="private", show_progress="hidden")
         pick_cfg.change(on_pick_cfg, [out_state, pick_cfg], pick_id, api_visibility="private")
         pick_id.change(on_pick, [out_state, pick_cfg, pick_id], detail, api_visibility="private")
+
+
+def _dataset_lines(path: Path) -> Iterator[str]:
+    """The non-empty lines of a JSONL dataset (one question each), for the progress bar's total."""
+    with Path(path).open(encoding="utf-8") as f:
+        yield from (line for line in f if line.strip())
 
 
 def _ids(out: Path, config: str) -> list[str]:
@@ -231,75 +326,3 @@ def _ids(out: Path, config: str) -> list[str]:
         if obj.get("config") == config and str(obj.get("id")) not in ids:
             ids.append(str(obj.get("id")))
     return ids
-
-
-# ============================================================================ feedback
-
-def _text(content: Any) -> str:
-    """Plain text of a chat message's content (a string, a part dict, or a list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("value") or content.get("content") or "")
-    if isinstance(content, list | tuple):
-        return "\n".join(t for t in (_text(c) for c in content) if t)
-    return str(content)
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", html.unescape(text))
-
-
-def feedback_handler(
-    pipeline: Any, settings: Settings | None = None, lookup: Callable[[str], Any] | None = None
-) -> Callable[..., None]:
-    """A `chatbot.like(fn, inputs=chatbot)` listener that stores 👍/👎 in RAG_HOME/feedback.sqlite3.
-
-    The liked message's question is the user message before it. The structured answer (citations,
-    backend, language) comes from `lookup(shown_text)` when given (e.g. a dict of the Answers the chat
-    produced); otherwise, for the offline extractive backend, by asking the pipeline again with the same
-    history (deterministic and cheap). When neither yields the answer that was shown (e.g. an LLM answer),
-    the shown text is stored without citations. A string `liked` (Gradio feedback options) is stored as 👎
-    with the option as comment.
-    """
-    store = FeedbackStore.from_settings(settings or pipeline.settings)
-
-    def on_like(history: list[dict[str, Any]], data: gr.LikeData) -> None:
-        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
-        messages = list(history or [])
-        if not isinstance(index, int) or not 0 <= index < len(messages):
-            return None
-        shown = _text(data.value) or _text(messages[index].get("content"))
-        question, turns, pending = "", [], None
-        for m in messages[:index]:
-            role, text = m.get("role"), _text(m.get("content"))
-            if role == "user":
-                pending = text
-            elif role == "assistant" and pending is not None:
-                turns.append((pending, text))
-                pending = None
-        question = pending or ""
-        liked = data.liked
-        rating = (1 if liked else -1) if isinstance(liked, bool) else -1
-        comment = "" if isinstance(liked, bool) else str(liked)
-        answer_text, citations, language = html.unescape(shown), [], ""
-        backend = str(getattr(pipeline, "default_backend", "") or "")
-        answer = lookup(shown) if lookup is not None else None
-        if answer is None and question.strip() and backend in ("", "extractive"):
-            try:
-                from rag.chain import Turn
-
-                answer = pipeline.ask(question, history=[Turn(q, a) for q, a in turns])
-            except RagError:
-                answer = None
-        if answer is not None and _squash(answer.text) and _squash(answer.text) in _squash(shown):
-            answer_text, citations = answer.text, list(answer.citations)
-            backend, language = answer.backend, answer.language
-        language = language or ("en" if detect_language(question or shown) == "en" else "vi")
-        store.record(question, answer_text, rating, comment, citations, backend, language)
-        gr.Info("Cảm ơn phản hồi của bạn! / Thanks for the feedback!")
-        return None
-
-    return on_like

@@ -31,6 +31,7 @@ import numpy as np
 
 from rag.embed import Embedder
 from rag.grounding import format_sources, is_refusal, load_prompt, render_prompt, validate_citations
+from rag.guard import scrub_answer
 from rag.index import Index
 from rag.lexicon import Lexicon
 from rag.llm import ChatModel
@@ -858,6 +859,11 @@ NO_CITATION_NOTICE = {
     "en": "The language model's answer cited no valid source, so the quoted evidence is shown instead.",
 }
 
+SCRUBBED_NOTICE = {
+    "vi": "Đã ẩn một chuỗi trong câu trả lời không có trong nguồn được trích dẫn (có thể là dữ liệu nhạy cảm).",
+    "en": "A string in the answer that no cited source contains was hidden (it may be sensitive).",
+}
+
 
 class LLMAnswerer:
     """Grounded generation: numbered, delimited sources -> streamed answer -> validated citations."""
@@ -884,16 +890,27 @@ class LLMAnswerer:
     def finalize(self, question: str, lang: Lang, hits: list[Hit], text: str) -> Answer | None:
         """The validated Answer, or None when it has no valid citation (the caller falls back)."""
         cleaned, cited, _removed = validate_citations(text.strip(), set(range(1, len(hits) + 1)))
+        # Output guard (rag.guard): no secret, canary or system-prompt text that the cited sources do not hold.
+        scrubbed = scrub_answer(
+            cleaned,
+            [f"{h.chunk.title}\n{h.chunk.url}\n{h.chunk.text}" for h in (hits[n - 1] for n in cited)],
+            secrets=[getattr(self.llm, "_api_key", "") or ""],
+            system_prompt=load_prompt(self.prompts_dir, "answer_system", lang),
+        )
+        if scrubbed.reject:
+            return None
+        cleaned = scrubbed.text
+        notice = SCRUBBED_NOTICE[lang] if scrubbed.removed else ""
         if is_refusal(cleaned):
             return Answer(question=question, language=lang, text=cleaned, refused=True, backend="llm",
-                          hits=tuple(hits))
+                          hits=tuple(hits), notice=notice)
         if not cited:
             return None
         citations = tuple(
             Citation(n=n, chunk=hits[n - 1].chunk, quote=self._quote(cleaned, n, hits[n - 1])) for n in cited
         )
         return Answer(question=question, language=lang, text=cleaned, refused=False, backend="llm",
-                      citations=citations, hits=tuple(hits))
+                      citations=citations, hits=tuple(hits), notice=notice)
 
     def _quote(self, answer_text: str, n: int, hit: Hit) -> str:
         """The chunk sentence that best matches the answer sentences citing [n] (via lexicon terms for English)."""

@@ -20,15 +20,24 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.answer import NO_CITATION_NOTICE, ExtractiveAnswerer, LLMAnswerer
 from rag.config import Settings
+from rag.connect import is_chat_connection_query
 from rag.embed import LoadedEmbedder, load_embedder
 from rag.errors import RagError
-from rag.grounding import load_prompt, render_prompt
+from rag.grounding import (
+    check_claims,
+    is_refusal,
+    load_prompt,
+    parse_citations,
+    remove_unsupported,
+    render_prompt,
+)
+from rag.guard import scrub_answer
 from rag.index import Index, IngestReport
 from rag.lexicon import Lexicon, default_lexicon
 from rag.llm import ChatModel, OpenAICompatibleClient
 from rag.rerank import load_reranker
-from rag.retrieve import Filters, HybridRetriever, RetrievalResult
-from rag.text import answer_language, detect_language
+from rag.retrieve import MAX_QUESTION_CHARS, Filters, HybridRetriever, RetrievalResult
+from rag.text import answer_language, detect_language, nfc, strip_diacritics
 from rag.types import Answer
 
 log = logging.getLogger(__name__)
@@ -42,26 +51,60 @@ class Turn:
     answer: str
 
 
-_FOLLOW_UP_START = re.compile(
-    r"^(còn|con|thế còn|the con|vậy|vay|thế|the|và|va|and|what about|how about|and what|also|còn về|con ve)\b",
-    re.IGNORECASE,
+# Follow-up cues, matched on the question without tones, lower case. A follow-up is joined to the
+# question it follows, so the topic carries over to retrieval.
+_FOLLOW_UP_START = {
+    "en": re.compile(r"^(and|what about|how about|and what|also)\b"),
+    "vi": re.compile(r"^(con|the con|vay|the|va|con ve)\b"),  # còn, thế còn, vậy, thế, và, còn về
+}
+_FOLLOW_UP_EN = re.compile(r"\b(they|them|their|there|it|its|that|this|those|these|he|him|his|she|her)\b")
+_PERSONAL_EN = re.compile(r"\b(he|him|his|she|her)\b")  # a person from the previous turn, even in longer questions
+# Vietnamese anaphora: "nó", "ông ấy", "bà ấy", "họ", "chương trình này", "ở đó", "thì sao"…
+_VI_NOUNS = (r"chuong trinh|to chuc|co quan|du an|su kien|hiep dinh|thoa thuan|nghi quyet|ung dung|mang luoi|"
+             r"dien dan|trung tam|van phong|quy|hoi nghi|doanh nghiep|cong ty|tinh|thanh pho|noi|nuoc|nguoi|"
+             r"dai dien|dip|co so|ong|ba|vi|viec|dieu")
+_FOLLOW_UP_VI = re.compile(
+    rf"\b(thi sao|o do|noi do|luc do|khi do|(?:{_VI_NOUNS}) (?:nay|do|ay|tren)|"
+    r"(?:ong|ba|anh|chi|co) (?:ay|ta)|ho|no)\b"
 )
-_FOLLOW_UP_ANYWHERE = re.compile(
-    r"\b(thì sao|thi sao|ở đó|o do|nơi đó|noi do|họ|ho|ông ấy|ong ay|bà ấy|tổ chức này|cơ quan này|"
-    r"they|them|there|it|its|that|this|those|these|he|she)\b",
-    re.IGNORECASE,
-)
+# With tones the cues are unambiguous: 'họ', 'nó', and 'đó' / 'này' / 'ấy' pointing back ('dịp đó',
+# 'các đại diện đó'); without them 'ho', 'no', 'nay', 'do' are also 'hồ', 'nợ', 'nay' (now), 'do' (by).
+_ACCENTED_CUES_VI = re.compile(r"(?<!\w)(họ|nó|đó|này|ấy)(?!\w)", re.IGNORECASE)
+_MAX_FOLLOW_UP_WORDS = {"en": 10, "vi": 16, "vi_nodiac": 16}  # Vietnamese writes one syllable per word
+
+
+def is_follow_up(question: str) -> bool:
+    """Does a question lean on the previous turn ("Còn ở Osaka thì sao?", "Nó ra mắt khi nào?",
+    "chuong trinh nay do ai tai tro", "What about its budget?")? Short questions only."""
+    lang = detect_language(question)
+    # Acronyms are not pronouns: 'IT engineers' has no 'it', 'HO' no 'họ'.
+    tokens = re.findall(r"\w+", strip_diacritics(nfc(question)))
+    folded = " ".join("acr" if len(w) > 1 and w.isupper() else w.lower() for w in tokens)
+    n_words = len(question.split())
+    if lang == "en":
+        if n_words <= _MAX_FOLLOW_UP_WORDS["en"] and (
+            _FOLLOW_UP_START["en"].search(folded) or _FOLLOW_UP_EN.search(folded)
+        ):
+            return True
+        return n_words <= _MAX_FOLLOW_UP_WORDS["vi"] and bool(_PERSONAL_EN.search(folded))
+    if n_words > _MAX_FOLLOW_UP_WORDS[lang]:
+        return False
+    if _FOLLOW_UP_START["vi"].search(folded):
+        return True
+    if lang == "vi" and _ACCENTED_CUES_VI.search(question):
+        return True
+    match = _FOLLOW_UP_VI.search(re.sub(r"\bho chi minh\b", "", folded))
+    return match is not None and not (lang == "vi" and match.group(1) in ("ho", "no"))
 
 
 def condense_offline(question: str, history: list[Turn]) -> str:
-    """A standalone question for retrieval without an LLM: a short follow-up ("Còn ở Osaka thì sao?")
-    is joined to the previous question so the topic carries over; other questions pass unchanged."""
-    if not history:
+    """A standalone question for retrieval without an LLM: a follow-up ("Còn ở Osaka thì sao?",
+    "Ông ấy là ai?", "What about its budget?") is joined to the question it follows, itself condensed
+    first, so the topic carries over a chain of follow-ups; other questions pass unchanged."""
+    if not history or not is_follow_up(question):
         return question
-    short = len(question.split()) <= 10
-    if short and (_FOLLOW_UP_START.search(question.strip()) or _FOLLOW_UP_ANYWHERE.search(question)):
-        return f"{history[-1].question} {question}"
-    return question
+    previous = condense_offline(history[-1].question, history[:-1][-4:])
+    return f"{previous} {question}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +120,30 @@ FALLBACK_NOTICE = {
     "vi": "Không dùng được mô hình ngôn ngữ ({reason}); đây là câu trả lời trích dẫn nguyên văn.",
     "en": "The language model was unavailable ({reason}); this is the quoted (extractive) answer.",
 }
+UNSUPPORTED_FALLBACK_NOTICE = {
+    "vi": "Các câu trong câu trả lời của mô hình ngôn ngữ không được nguồn trích dẫn xác nhận, nên hiển thị "
+          "trích dẫn nguyên văn thay thế.",
+    "en": "The language model's answer was not supported by the sources it cited, so the quoted evidence is "
+          "shown instead.",
+}
+REMOVED_NOTICE = {
+    "vi": "Đã lược bỏ {n} câu không được nguồn trích dẫn xác nhận: {quotes}",
+    "en": "Removed {n} sentence(s) that the cited sources do not support: {quotes}",
+}
+_MARKER_RE = re.compile(r"\s*[\[［【〔][0-9０-９,;，、；\s\-–—~]+[\]］】〕]")
+
+
+def removed_notice(removed: list[str], lang: str, limit: int = 160) -> str:
+    """The notice that lists the sentences the claim check removed (each shortened to `limit` characters)."""
+    quotes = " ".join(f"“{s if len(s) <= limit else s[: limit - 1] + '…'}”" for s in removed)
+    return REMOVED_NOTICE[lang].format(n=len(removed), quotes=quotes)
+
+
+def _header(hit) -> str:
+    c = hit.chunk
+    return " — ".join(x for x in (c.title, ", ".join(y for y in (c.source, c.date) if y)) if x)
+
+
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
@@ -96,6 +163,8 @@ class Pipeline:
         lexicon: Lexicon | None,
         llm: ChatModel | None = None,
         prompts_dir: Path = PROMPTS_DIR,
+        *,
+        reranker: Any = "load",
     ) -> None:
         self.settings = settings
         self.loaded = loaded
@@ -103,7 +172,8 @@ class Pipeline:
         self.index = index
         self.lexicon = lexicon
         self.prompts_dir = prompts_dir
-        self.reranker = load_reranker(settings)
+        # An index swap (rag.service) builds a new Pipeline around the parts already loaded, reranker included.
+        self.reranker = load_reranker(settings) if reranker == "load" else reranker
         self.retriever = HybridRetriever(index, self.embedder, settings, lexicon, reranker=self.reranker)
         self.extractive = ExtractiveAnswerer(index, self.embedder, lexicon, min_evidence=settings.min_evidence)
         self.llm = llm
@@ -119,10 +189,13 @@ class Pipeline:
         *,
         sync_corpus: bool = False,
         progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+        loaded: LoadedEmbedder | None = None,
+        allow_empty: bool = False,
     ) -> Pipeline:
-        """Load the embedder and open the index; with `sync_corpus`, (re)build it from RAG_CORPUS_DIR first."""
-        loaded = load_embedder(settings)
-        index = Index.open(settings, must_exist=not sync_corpus)
+        """Load the embedder (unless given) and open the index; with `sync_corpus`, (re)build it from
+        RAG_CORPUS_DIR first."""
+        loaded = loaded or load_embedder(settings)
+        index = Index.open(settings, must_exist=not (sync_corpus or allow_empty))
         if sync_corpus:
             report = index.sync([Path(settings.corpus_dir)], loaded.embedder, progress=progress)
             log.info("Index in sync: %s", summarize(report))
@@ -157,6 +230,71 @@ class Pipeline:
             extra_queries=inputs.get("extra_queries", ()),
         )
         return {**inputs, "retrieval": result, "retrieve_ms": (time.perf_counter() - t) * 1000}
+
+    def _connection_answer(
+        self, question: str, history: list[Turn], filters: Filters | None, k: int | None, t0: float
+    ) -> Answer | None:
+        """The connection finder's answer as an Answer (text = its sections as plain text, citations = its
+        sources), when the question (with a follow-up, the question it follows) is a local business
+        looking for a way in to Japan; None otherwise, or when the finder lists nothing."""
+        from rag.connect import build_connection_answer, province_phrase, render_text, sector_phrase
+        from rag.entities import OLD_NEW_SEP, detect_question_entities
+
+        q = nfc(question or "").strip()
+        if not q or len(q) > MAX_QUESTION_CHARS:
+            return None
+        standalone = condense_offline(q, history)
+        if not is_chat_connection_query(standalone):
+            return None
+        lang = answer_language(detect_language(q))
+        # This turn's own province and sector win over those carried over from the question it follows.
+        ents = detect_question_entities(q)
+        asked_jp = detect_question_entities(standalone).places_jp
+        if asked_jp:
+            from rag.connect import chunk_entities_of
+
+            known = {jp for e in chunk_entities_of(self.index).values() for jp in e.places_jp}
+            if not set(asked_jp) <= known:
+                return None  # 'offices in Nagoya' when no document names Nagoya: the ordinary answer refuses
+        province = ents.places_vn[0].split(OLD_NEW_SEP)[0] if ents.places_vn else province_phrase(q)
+        sector = sector_phrase(q) or (ents.sectors[0] if ents.sectors else "")
+        found = build_connection_answer(self, standalone, province=province or None, sector=sector or None,
+                                        lang=lang, k=k or 10, filters=filters)
+        if found.empty:
+            return None  # nothing to list: the ordinary answer (or refusal) is more useful
+        timings = {**found.timings_ms, "answer": round(found.timings_ms.get("total", 0.0)
+                                                        - found.timings_ms.get("retrieve", 0.0), 1),
+                   "total": round((time.perf_counter() - t0) * 1000, 1)}
+        return Answer(question=question, language=lang, text=render_text(found, lang),
+                      refused=False, backend="extractive", citations=found.sources, hits=found.hits,
+                      timings_ms=timings)
+
+    def _check_claims(self, text: str, lang: str, hits: list) -> tuple[str, list[str]]:
+        """(the LLM answer without the sentences its cited passages do not support, those sentences).
+
+        Each sentence is checked against the passages it cites, header included (the model sees
+        title, outlet and date too): its numbers, dates and names must be there, and enough of its
+        content words (see rag.grounding.check_claims). A refusal is left as it is."""
+        if not text.strip() or is_refusal(text) or not set(parse_citations(text)) & set(range(1, len(hits) + 1)):
+            return text, []  # a refusal, or nothing validly cited (finalize falls back with its own notice)
+        passages = {i: f"{_header(h)}\n{h.chunk.text}" for i, h in enumerate(hits, 1)}
+
+        def similarity(claims: list[str], sentences: list[str]):
+            return self.embedder.embed_documents(claims) @ self.embedder.embed_documents(sentences).T
+
+        checks = check_claims(text, passages, lexicon=self.lexicon, english=lang == "en", similarity=similarity)
+        dropped = [c for c in checks if not c.supported]
+        if not dropped:
+            return text, []
+        # The notice quotes what was removed: through the output guard first (rag.guard, against the
+        # sources each sentence cited), so a secret or an injected canary the model echoed is not shown.
+        secrets = [getattr(self.llm, "_api_key", "") or ""]
+        removed = [scrub_answer(_MARKER_RE.sub("", c.text).strip(), [passages[n] for n in c.cited if n in passages],
+                                secrets=secrets).text for c in dropped]
+        # Logged scrubbed too (the raw sentence or its missing names may hold an echoed secret).
+        log.info("Claim check removed %d of %d answer sentences: %s", len(removed), len(checks),
+                 [(r, len(c.missing), c.term_support, c.similarity) for r, c in zip(removed, dropped, strict=True)])
+        return remove_unsupported(text, checks), removed
 
     def _llm_rewrite(self, prompt: str, question: str, history: list[Turn]) -> str:
         lang = answer_language(detect_language(question))
@@ -210,13 +348,24 @@ class Pipeline:
         filters: Filters | None = None,
         k: int | None = None,
         backend: str | None = None,
+        connections: bool = True,
     ) -> Iterator[StreamEvent]:
-        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded), then "final".
+        """Answer events: LLM tokens as they arrive ("reset" if they must be discarded: the answer fell
+        back, or the claim check removed sentences), then "final".
 
         Any LLM failure, a cut stream, or an answer without a valid citation ends in the extractive
-        answer with a notice: a partial generation is never presented as a complete answer.
+        answer with a notice: a partial generation is never presented as a complete answer. LLM
+        sentences that their cited passages do not support are removed (and listed in the notice).
+        A local business asking where to start with Japan ("Công ty chúng tôi ở tỉnh P, ngành S, muốn
+        tìm đối tác Nhật — bắt đầu từ đâu?") gets the connection finder's structured, cited answer
+        instead (unless `connections` is False).
         """
         t0 = time.perf_counter()
+        if connections:
+            connection = self._connection_answer(question, history or [], filters, k, t0)
+            if connection is not None:
+                yield StreamEvent("final", answer=connection)
+                return
         use_llm = (backend or self.default_backend) == "llm" and self.llm_answerer is not None
         state = self.prepare.invoke(
             {"question": question, "history": history or [], "filters": filters, "k": k, "use_llm": use_llm}
@@ -230,19 +379,26 @@ class Pipeline:
             t = time.perf_counter()
             timings["prepare"] = round((t - t0) * 1000, 1)  # pipeline overhead before the LLM is called
             parts: list[str] = []
+            removed: list[str] = []
             try:
                 for delta in self.llm_answerer.stream(state["standalone"], lang, result.hits):
                     if not parts:
                         timings["first_token"] = round((time.perf_counter() - t0) * 1000, 1)
                     parts.append(delta)
                     yield StreamEvent("token", delta)
-                answer = self.llm_answerer.finalize(question, lang, result.hits, "".join(parts))
+                text, removed = self._check_claims("".join(parts), lang, result.hits)
+                if removed:
+                    # The streamed text held sentences the final answer drops: consumers discard it.
+                    yield StreamEvent("reset")
+                answer = self.llm_answerer.finalize(question, lang, result.hits, text)
                 if answer is None:
-                    notice = NO_CITATION_NOTICE[lang]
+                    notice = (UNSUPPORTED_FALLBACK_NOTICE if removed else NO_CITATION_NOTICE)[lang]
+                elif removed:
+                    notice = " ".join(x for x in (removed_notice(removed, lang), answer.notice) if x)
             except RagError as exc:
                 log.warning("LLM answer failed: %s", exc)
                 notice = FALLBACK_NOTICE[lang].format(reason=exc.message(lang).rstrip("."))
-            if answer is None and parts:
+            if answer is None and parts and not removed:
                 yield StreamEvent("reset")
             timings["answer"] = round((time.perf_counter() - t) * 1000, 1)
         if answer is None:
@@ -262,10 +418,11 @@ class Pipeline:
         filters: Filters | None = None,
         k: int | None = None,
         backend: str | None = None,
+        connections: bool = True,
     ) -> Answer:
         """Answer one question with citations (or a refusal). Raises BadInput for unusable questions."""
         final = None
-        for event in self.stream(question, history, filters, k, backend):
+        for event in self.stream(question, history, filters, k, backend, connections):
             if event.kind == "final":
                 final = event.answer
         assert final is not None
@@ -282,8 +439,4 @@ class Pipeline:
 
 def summarize(report: IngestReport) -> str:
     """One line for logs and the CLI."""
-    return (
-        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks_embedded} chunks embedded, {report.total_chunks} chunks in the index"
-    )
+    return report.summary()

@@ -67,8 +67,32 @@ class Settings(BaseSettings):
         "against torch's on small machines, which doubled tail latency at 100k chunks.",
     )
 
-    host: str = "127.0.0.1"
+    max_file_mb: float = Field(20.0, gt=0, description="Files (and uploads) larger than this are skipped.")
+    max_pdf_pages: int = Field(1000, ge=1, description="PDFs with more pages are skipped.")
+    max_document_chars: int = Field(2_000_000, ge=1000, description="Documents whose text is longer are skipped.")
+    max_line_chars: int = Field(
+        100_000, ge=1000, description="Text with a longer line (minified data, not prose) is skipped."
+    )
+
+    host: str = Field("127.0.0.1", description="Where the app listens; anything but loopback needs RAG_ADMIN_TOKEN.")
     port: int = 7860
+
+    admin_token: SecretStr = Field(
+        SecretStr(""), description="Token for corpus-changing actions (admin tab, document API); empty = disabled."
+    )
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated keys accepted by the HTTP API (Bearer); empty = open API."
+    )
+    upload_dir: Path | None = Field(None, description="Where uploaded files are kept (default: <corpus_dir>/uploads).")
+    write_lock_wait: float = Field(
+        1.0, ge=0, description="Seconds a second writer waits for the index's writer lock before giving up."
+    )
+    reload_interval: float = Field(
+        2.0, ge=0, description="Seconds between checks for documents another process added (0 = off)."
+    )
+    max_queue: int = Field(64, ge=1, description="Requests allowed to wait for an answer before 'busy'.")
+    concurrency: int = Field(2, ge=1, description="Answers computed at once (each uses a core).")
+    api_rate_limit: int = Field(60, ge=0, description="Chat/retrieve requests per minute per API key (0 = off).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
@@ -83,6 +107,14 @@ class Settings(BaseSettings):
     def manifest_path(self) -> Path:
         return self.home / "manifest.json"
 
+    @property
+    def uploads_path(self) -> Path:
+        return self.upload_dir if self.upload_dir is not None else self.corpus_dir / "uploads"
+
+    def api_key_list(self) -> list[str]:
+        """The accepted API keys (never logged)."""
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
 
 def apply_thread_limits(settings: Settings) -> None:
     """Limit numpy's BLAS thread pool for this process (called once at the edge, like logging setup).
@@ -95,3 +127,19 @@ def apply_thread_limits(settings: Settings) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=settings.blas_threads, user_api="blas")
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Settings from defaults, `.env` and RAG_* variables (plus an explicit --home), with the process set up:
+    logging to stderr and the BLAS thread limit. Called once, at the edge (CLI, app, eval)."""
+    import logging
+    import sys
+
+    settings = Settings()
+    if home is not None:
+        settings = settings.model_copy(update={"home": home})
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("bm25s", "sentence_transformers", "httpx", "chromadb", "urllib3", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    apply_thread_limits(settings)
+    return settings

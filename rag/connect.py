@@ -117,6 +117,115 @@ def is_connection_query(question: str) -> bool:
     return bool(_WEAK_RE.search(q) and _ACTOR_RE.search(q))
 
 
+# A question typed into the chat goes to the connection finder only when it is a local business (or
+# province) looking for a way in to Japan: an actor, a Japan context and a "where do we start / whom do we
+# contact / find partners" intent. Fact questions that merely mention cooperation stay with the Q&A path.
+_CHAT_ACTOR = re.compile(
+    r"\b(doanh nghiep|cong ty|startup|khoi nghiep|hop tac xa|co so san xuat|tinh|dia phuong|chung toi|chung minh|"
+    r"toi|minh|our|we|my|i|us|compan(y|ies)|business(es)?|firms?|smes?|startups?|provinces?|provincial|cooperatives?)\b"
+)
+_CHAT_JAPAN = re.compile(r"\b(nhat|nhat ban|japan|japanese)\b")
+_CHAT_INTENT = re.compile(
+    r"\bbat dau (tu|o) dau\b|\b(nen )?bat dau (nhu the nao|the nao|ra sao|bang cach nao|tu dau)\b|"
+    r"\blien he\b|\bdau moi\b|\btim (kiem )?(doi tac|nha dau tu|khach hang|ban hang)\b|\bhoi ai\b|"
+    r"\btim den (dau|ai)\b|\bnho (ai|co quan nao|to chuc nao|don vi nao)\b|"
+    r"\b(co quan|to chuc|don vi|kenh|dau moi|mang luoi|hiep hoi|van phong) nao\b|"
+    r"\b(ai|co quan nao|to chuc nao|don vi nao|noi nao|ben nao) (co the |se |nen )?(giup|ho tro|ket noi|gioi thieu|tu van)\b|"
+    r"\bwhere (do|should|can|could|would) (i|we|our \w+|they|it) (start|begin)\b|\bwhere to (start|begin)\b|"
+    r"\bwho (can|could|should|will|would|do|to) (i |we )?(help|assist|support|connect|introduce|contact|call|ask|approach|talk)\b|"
+    r"\bcontact (point|person|people|details)\b|\b(points?|persons?) of contact\b|\b(get|getting) in touch\b|"
+    r"\breach out\b|\b(find|meet|look for|looking for|search for|identify) (a |an |new |potential |business |"
+    r"japanese |suitable |the right )*(partners?|investors?|collaborators?|buyers?)\b|"
+    r"\bwhich (offices?|organi[sz]ations?|agenc(y|ies)|networks?|associations?|bod(y|ies)|contacts?)\b.*\b(help|support|connect|approach|contact)"
+)
+
+
+def is_chat_connection_query(question: str) -> bool:
+    """Should a question typed into the chat get the connection finder's answer?
+
+    Stricter than `is_connection_query` (the Connections tab's test): it needs a local actor ("công ty
+    chúng tôi", "doanh nghiệp ở tỉnh…", "our company", "a provincial SME"), a Japan context (Nhật,
+    Japan, or a Japanese place) and an intent to find a way in ("bắt đầu từ đâu", "liên hệ ai", "tìm
+    đối tác", "where do we start", "who can help", "find partners"). Works with or without tones.
+
+    >>> is_chat_connection_query("Công ty chúng tôi ở tỉnh Nghệ An muốn tìm đối tác Nhật — bắt đầu từ đâu?")
+    True
+    >>> is_chat_connection_query("Việt Nam đề nghị WIPO hỗ trợ gì cho doanh nghiệp nhỏ?")
+    False
+    """
+    q = _fold_question(question or "")
+    if not q or not is_connection_query(question):
+        return False
+    if not (_CHAT_ACTOR.search(q) and _CHAT_INTENT.search(q)):
+        return False
+    return bool(_CHAT_JAPAN.search(q) or detect_question_entities(question).places_jp)
+
+
+_STOP_AFTER = (r"muon|va|thi|o|tai|can|dang|voi|de|co|nen|lam|tu|cua|hien|chung|cty|cong|tim|ket|hop|"
+               r"want|wants|wanting|and|looking|seeking|to|with|in|at|is|are|we|our|that|who|how|where|would|need")
+_SECTOR_VI = re.compile(rf"\b(?:nganh(?: nghe)?|linh vuc|mang)\s+((?:(?!(?:{_STOP_AFTER})\b)[a-z0-9&]+\s*){{1,4}})")
+_SECTOR_EN = re.compile(
+    r"\b(?:in|from|for)\s+(?:the\s+)?((?:[a-z0-9&-]+\s+){0,2}?[a-z0-9&-]+)\s+(?:sector|industry|field|business)\b|"
+    r"\b((?:[a-z0-9&-]+\s+)?[a-z0-9&-]+)\s+(?:sector|industry)\b|"
+    r"\b(?:our|my|a|an)\s+(?:(?:small|medium|large|vietnamese|local|provincial|new|young|family|private|"
+    r"sized|mid-sized|small-sized)\s+)*([a-z0-9&-]+)\s+(?:company|firm|business|enterprise|startup|exporter|"
+    r"producer|manufacturer|cooperative)\b|"
+    r"\b(?:sector|industry)\s*[:,]?\s+((?:(?!(?:" + _STOP_AFTER + r")\b)[a-z0-9&-]+\s*){1,3})"
+)
+_GENERIC_SECTOR_WORDS = frozenset(
+    ["sme", "smes", "tech", "technology", "small", "medium", "large", "vietnamese", "japanese", "local", "provincial",
+     "new", "young", "family", "sized", "our", "the", "a", "an", "this", "that", "same", "private", "public", "business", "local", "its", "their", "your",
+     "my", "which", "what", "any", "nao", "gi", "do", "nay", "cua", "minh", "toi", "chung"]
+)
+_PROVINCE_VI = re.compile(r"\b(?:tinh|thanh pho|tp)\.?\s+((?:(?!(?:" + _STOP_AFTER + r"|nganh|linh vuc)\b)[a-z0-9]+\s*){1,4})")
+_PROVINCE_EN = re.compile(r"\b(?:in|from)\s+((?:[A-Z][\w'-]*\s+){0,3}[A-Z][\w'-]*)\s+(?:province|city)\b|"
+                          r"\bprovince of\s+((?:[A-Z][\w'-]*\s*){1,4})")
+
+
+def _surface(original: str, folded: str, span: tuple[int, int]) -> str:
+    """The text of `original` under a span of its tone-stripped twin (same length when NFC)."""
+    a, b = span
+    return original[a:b].strip(" ,.;:") if len(original) == len(folded) else folded[a:b].strip(" ,.;:")
+
+
+def sector_phrase(question: str) -> str:
+    """The sector as the user wrote it ('thủy sản' in "…, ngành thủy sản, muốn…", 'seafood' in "our
+    seafood company… in the seafood sector"), or '' when the question names none.
+
+    >>> sector_phrase("Công ty chúng tôi ở tỉnh Nghệ An, ngành thủy sản, muốn tìm đối tác Nhật")
+    'thủy sản'
+    """
+    original = nfc(question or "")
+    folded = strip_diacritics(original).lower()
+    for pattern in (_SECTOR_VI, _SECTOR_EN):
+        for m in pattern.finditer(folded):
+            group = next(i for i in range(1, (m.lastindex or 1) + 1) if m.group(i))
+            words = m.group(group).split()
+            while words and words[0] in _GENERIC_SECTOR_WORDS:
+                words.pop(0)
+            if not words or all(w in _GENERIC_SECTOR_WORDS for w in words):
+                continue
+            start = m.start(group) + m.group(group).find(words[0])
+            end = start + len(" ".join(words))
+            return _surface(original, folded, (start, end))
+    return ""
+
+
+def province_phrase(question: str) -> str:
+    """The province or city as the user wrote it ('tỉnh Nghệ An' -> 'Nghệ An', 'in Bac Ninh province'
+    -> 'Bac Ninh'), or ''."""
+    original = nfc(question or "")
+    folded = strip_diacritics(original).lower()
+    m = _PROVINCE_VI.search(folded)
+    if m:
+        return _surface(original, folded, m.span(1))
+    m = _PROVINCE_EN.search(strip_diacritics(original))
+    if m:
+        group = 1 if m.group(1) else 2
+        return _surface(original, folded, m.span(group))
+    return ""
+
+
 # ------------------------------------------------------------------------------------- the answer
 
 
@@ -146,6 +255,9 @@ class ConnectionAnswer:
     province_asked: str = ""  # as typed / detected ('Vĩnh Phúc')
     province_note: str = ""
     sector: str = ""  # sector id ('' if none)
+    sector_asked: str = ""  # the sector as typed when it is not a known sector ('thủy sản', 'seafood')
+    sector_note: str = ""  # what the documents say (nothing) about the asked sector
+    local: tuple[ConnectionItem, ...] = ()  # items whose quote names the asked province
     sources: tuple[Citation, ...] = ()
     hits: tuple[Hit, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -153,8 +265,8 @@ class ConnectionAnswer:
 
     @property
     def sections(self) -> dict[str, tuple[ConnectionItem, ...]]:
-        return {"who": self.who, "what": self.what, "where": self.where, "sectors": self.sectors,
-                "next_steps": self.next_steps}
+        return {"local": self.local, "who": self.who, "what": self.what, "where": self.where,
+                "sectors": self.sectors, "next_steps": self.next_steps}
 
     @property
     def empty(self) -> bool:
@@ -163,6 +275,7 @@ class ConnectionAnswer:
 
 HEADERS = {
     "vi": {
+        "local": "Tại {province}",
         "who": "Cơ quan / đầu mối",
         "what": "Chương trình / sự kiện",
         "where": "Địa phương Nhật Bản",
@@ -171,6 +284,7 @@ HEADERS = {
         "sources": "Nguồn",
     },
     "en": {
+        "local": "In {province}",
         "who": "Organisations / contact points",
         "what": "Programmes / events",
         "where": "Japanese localities",
@@ -183,6 +297,14 @@ QUOTE_NOTE = {"vi": "", "en": "Passages are quoted in Vietnamese, as written in 
 PROVINCE_NOTE = {
     "vi": "Tài liệu không đề cập riêng đến {unit} {name}; dưới đây là các đầu mối áp dụng toàn quốc.",
     "en": "The documents do not mention {name} {unit} specifically; below are contact points that apply nationwide.",
+}
+SECTOR_ABSENT_NOTE = {
+    "vi": "Tài liệu không nói gì về {sector}; dưới đây là các đầu mối chung cho mọi lĩnh vực.",
+    "en": "The documents say nothing about {sector}; below are contact points that apply to all sectors.",
+}
+SECTOR_UNTRACKED_NOTE = {
+    "vi": "“{sector}” không thuộc danh mục lĩnh vực của công cụ; các mục dưới đây được tìm theo từ ngữ của câu hỏi.",
+    "en": "“{sector}” is not one of the sectors the finder tracks; the items below are matched on the question's words.",
 }
 MERGED_NOTE = {
     "vi": "{old} nay thuộc {unit} {new} (sáp nhập từ 1/7/2025). ",
@@ -214,7 +336,19 @@ _ADVICE_CUES = re.compile(
 )
 _BUSINESS = re.compile(r"\b(doanh nghiệp|startup|khởi nghiệp|địa phương|business\w*|compan\w*|firms?)\b", re.IGNORECASE)
 _MAX_QUOTE_WORDS = 45
-_LIMITS = {"who": 7, "what": 6, "where": 5, "sectors": 6, "next_steps": 4}
+_LIMITS = {"local": 6, "who": 7, "what": 6, "where": 5, "sectors": 6, "next_steps": 4}
+# Sector aliases too generic to show a sector tag on their own: 'cơ sở dữ liệu' (a database) is not big
+# data, 'nhân lực chất lượng cao' (high-quality staff) is not standards, metrology and quality.
+_WEAK_SECTOR_SURFACES = {
+    "big_data": {"data", "du lieu"},
+    "standards_metrology_quality": {"quality", "chat luong", "standards", "tieu chuan"},
+    "manufacturing": {"san xuat", "manufacturing"},
+    "climate_environment": {"environment", "moi truong"},
+    "biotech": {"sinh hoc"},
+    "healthcare": {"health", "medicine", "medical"},
+    "space": {"space", "vu tru"},
+    "education_training": {"training", "education"},
+}
 RUN_WEIGHTS = {"hybrid": 1.0, "entities": 0.6, "contacts": 0.35}
 
 
@@ -390,11 +524,20 @@ def build_connection_answer(
 
     q_ents = detect_question_entities(question) if question else Entities()
     province_new, province_asked = _resolve_province(province)
-    if not province_new and q_ents.places_vn:
+    if not province_new and not province_asked and q_ents.places_vn:
         first = q_ents.places_vn[0]
         province_new = first.split(OLD_NEW_SEP)[-1]
         province_asked = first.split(OLD_NEW_SEP)[0]
-    sector_id = _resolve_sector(sector) or (q_ents.sectors[0] if q_ents.sectors else "")
+    if not province_new and not province_asked and question:
+        # A province the gazetteer does not know ('tỉnh P') is named back in the note, not ignored.
+        province_new, province_asked = _resolve_province(province_phrase(question))
+    sector_asked = (sector or "").strip()
+    sector_id = _resolve_sector(sector_asked)
+    if not sector_asked and question:
+        sector_asked = sector_phrase(question)
+        sector_id = _resolve_sector(sector_asked) if sector_asked else (q_ents.sectors[0] if q_ents.sectors else "")
+    if sector_id:
+        sector_asked = ""
     if not question:
         question = _default_question(province_new or province_asked, sector_id, lang)
     wanted = q_ents.merge(Entities(
@@ -437,6 +580,12 @@ def build_connection_answer(
         if not mentioned:
             note = _province_note(province_new, province_asked, lang)
 
+    sector_note = ""
+    if sector_asked:
+        sector_note = _sector_note(sector_asked, pipeline, lang)
+    elif sector_id and not any(sector_id in e.sectors for e in chunk_ents.values()):
+        sector_note = SECTOR_ABSENT_NOTE[lang].format(sector=_sector_terms(sector_id, lang).lower())
+
     # ---- sentence-level extraction
     terms = key_terms(query, pipeline.lexicon, index)
     sentences = _sentences(hits)
@@ -476,6 +625,8 @@ def build_connection_answer(
             elif m.kind == "sectors":
                 if m.canonical != sector_id and not asked and not feats["japan"]:
                     continue
+                if _weak_sector_mention(m):
+                    continue  # a generic word ('dữ liệu', 'chất lượng') does not show that the sentence is about the sector
                 idf = math.log(1 + n_chunks / max(df.get(m.canonical, 1), 1))
                 bonus = 5.0 if m.canonical == sector_id else bonus
                 cands.append(_Candidate("sectors", m.kind, m.canonical, gz.display(m.kind, m.canonical, lang), sent, m,
@@ -485,9 +636,69 @@ def build_connection_answer(
             cands.append(_Candidate("next_steps", "next_step", "", "", sent, None, score))
 
     sections = _select(cands)
+    if province_new and not note:
+        # Items whose sentence names the asked province are listed under it; the rest are general.
+        for section in ("who", "what", "where", "next_steps"):
+            for c in list(sections[section]):
+                if any(_province_of(m) == province_new for m in c.sentence.mentions):
+                    sections[section].remove(c)
+                    sections.setdefault("local", []).append(c)
+        sections["local"] = sorted(sections.get("local", []), key=lambda c: -c.score)[: _LIMITS["local"]]
     answer = _number(question, lang, sections, hits, province_new, province_asked, note, sector_id)
+    answer.update(sector_asked=sector_asked, sector_note=sector_note)
     timings = {"retrieve": round(retrieve_ms, 1), "total": round((time.perf_counter() - t0) * 1000, 1)}
     return ConnectionAnswer(**{**answer, "timings_ms": timings})
+
+
+def _province_of(m: Mention) -> str:
+    """The post-merger province a mention names ('' for other kinds)."""
+    return m.canonical.split(OLD_NEW_SEP)[-1] if m.kind == "places_vn" else ""
+
+
+def _weak_sector_mention(m: Mention) -> bool:
+    return _fold(m.surface) in _WEAK_SECTOR_SURFACES.get(m.canonical, ())
+
+
+def _in_window(first: _Candidate, other: _Candidate) -> bool:
+    """Whether `other`'s mention falls inside the quote shown for `first` (same sentence)."""
+    if other.mention is None:
+        return False
+    quote, _a, _b = _window(first.sentence, first.mention)
+    start = first.sentence.hit.chunk.text.find(quote, first.sentence.start)
+    return start >= 0 and start <= other.mention.start and other.mention.end <= start + len(quote)
+
+
+def _phrase_in_index(phrase: str, index: Any) -> bool:
+    """Whether the words of `phrase` occur together (tone- and case-insensitive) in some indexed chunk."""
+    form = [w for w in re.findall(r"\w+", strip_diacritics(nfc(phrase)).lower()) if w]
+    if not form:
+        return False
+    for chunk_id, _score in index.plain.search([*form, "_".join(form)], k=50):
+        chunk = index.chunks.get(chunk_id)
+        if chunk is None:
+            continue
+        hay = re.findall(r"\w+", strip_diacritics(chunk.text).lower())
+        if any(hay[i : i + len(form)] == form for i in range(len(hay) - len(form) + 1)):
+            return True
+    return False
+
+
+def _sector_note(asked: str, pipeline: Any, lang: str) -> str:
+    """The note for a sector the gazetteer does not know: the documents say nothing about it, or (when its
+    words do occur) that it is matched on words only. An English name is shown with its Vietnamese
+    rendering from the lexicon ('seafood / thủy sản'), which is also what is looked for."""
+    forms = [asked]
+    lexicon = getattr(pipeline, "lexicon", None)
+    if lexicon is not None and len(lexicon):
+        exp = lexicon.expand(asked)
+        if exp.matched and not exp.leftover:
+            forms += [f for f in exp.vietnamese if f.lower() != asked.lower()]
+    if len(forms) > 1 and _fold(forms[1]) == _fold(asked):
+        shown = forms[1]  # typed without tones: show the word with them ('thuy san' -> 'thủy sản')
+    else:
+        shown = " / ".join(dict.fromkeys([asked, *forms[1:2]]))
+    present = any(_phrase_in_index(f, pipeline.index) for f in forms)
+    return (SECTOR_UNTRACKED_NOTE if present else SECTOR_ABSENT_NOTE)[lang].format(sector=shown)
 
 
 def _fold_key(m: Mention) -> str:
@@ -518,6 +729,8 @@ def _select(cands: list[_Candidate]) -> dict[str, list[_Candidate]]:
     """Best sentence per entity, best entities per section (next steps: best distinct sentences)."""
     out: dict[str, list[_Candidate]] = {}
     for section, limit in _LIMITS.items():
+        if section == "local":
+            continue
         best: dict[str, _Candidate] = {}
         for c in cands:
             if c.section != section:
@@ -530,6 +743,8 @@ def _select(cands: list[_Candidate]) -> dict[str, list[_Candidate]]:
             grouped: dict[tuple[str, int], _Candidate] = {}
             for c in ranked:
                 key2 = (c.sentence.hit.chunk.chunk_id, c.sentence.start)
+                if key2 in grouped and not _in_window(grouped[key2], c):
+                    key2 = (*key2, c.entity)  # outside the quoted window: its own line, with its own quote
                 if key2 in grouped:
                     g = grouped[key2]
                     grouped[key2] = _Candidate(g.section, g.kind, f"{g.entity}|{c.entity}", f"{g.text}; {c.text}",
@@ -546,13 +761,29 @@ def _number(question, lang, sections, hits, province_new, province_asked, note, 
     quotes: dict[int, list[str]] = {}
     chunk_of: dict[int, Chunk] = {}
     built: dict[str, tuple[ConnectionItem, ...]] = {}
+    moved: dict[str, list[_Candidate]] = {}
     for section in _LIMITS:
         items = []
-        for c in sections.get(section, []):
+        for c in sections.get(section, []) + moved.get(section, []):
+            quote, cut_start, cut_end = _window(c.sentence, c.mention)
+            quoted = find_mentions(quote)
+            if section == "local" and not any(_province_of(m) == province_new for m in quoted):
+                moved.setdefault(c.section, []).append(c)  # the window left the province out: back to its section
+                continue
+            if section == "sectors":
+                # A sector tag only with a quote that names the sector (not just a generic word for it).
+                shown = [e for e in c.entity.split("|")
+                         if any(m.kind == "sectors" and m.canonical == e and not _weak_sector_mention(m) for m in quoted)]
+                if not shown:
+                    continue
+                if shown != c.entity.split("|"):
+                    gz = default_gazetteer()
+                    c = _Candidate(c.section, c.kind, "|".join(shown),
+                                   "; ".join(gz.display("sectors", e, lang) for e in shown), c.sentence, c.mention,
+                                   c.score)
             chunk = c.sentence.hit.chunk
             n = numbers.setdefault(chunk.chunk_id, len(numbers) + 1)
             chunk_of[n] = chunk
-            quote, cut_start, cut_end = _window(c.sentence, c.mention)
             if quote not in quotes.setdefault(n, []):
                 quotes[n].append(quote)
             text = c.text or quote
@@ -592,13 +823,16 @@ def _marker(item: ConnectionItem) -> str:
     return "".join(f"[{n}]" for n in item.citations)
 
 
-def render_markdown(answer: ConnectionAnswer, lang: str | None = None) -> str:
-    """Markdown: the province note, one section per non-empty group (each line ends with its [n]), sources."""
+def render_markdown(answer: ConnectionAnswer, lang: str | None = None, sources: bool = True) -> str:
+    """Markdown: the province and sector notes, one section per non-empty group (each line ends with its
+    [n]), then the sources (left out with `sources=False`, for views that list citations themselves)."""
     lang = lang or answer.language
-    h = HEADERS[lang]
+    h = {**HEADERS[lang], "local": HEADERS[lang]["local"].format(
+        province=strip_diacritics(answer.province) if lang == "en" else answer.province)}
     parts: list[str] = []
-    if answer.province_note:
-        parts.append(f"> {_md(answer.province_note)}\n")
+    for note in (answer.province_note, answer.sector_note):
+        if note:
+            parts.append(f"> {_md(note)}\n")
     if answer.empty:
         parts.append(REFUSAL[lang])
         return "\n".join(parts)
@@ -617,11 +851,37 @@ def render_markdown(answer: ConnectionAnswer, lang: str | None = None) -> str:
             else:
                 parts.append(f"- **{_md(it.text)}** — {quoted} {_marker(it)}")
         parts.append("")
+    if not sources:
+        return "\n".join(parts).strip()
     parts.append(f"**{h['sources']}**")
     unknown = "không rõ" if lang == "vi" else "unknown"
     for c in answer.sources:
         meta = " · ".join((c.chunk.source or unknown, c.chunk.date or unknown))
         parts.append(f"[{c.n}] {_md(c.chunk.title)} — {_md(meta)} ({c.chunk.chunk_id})")
+    return "\n".join(parts).strip()
+
+
+def render_text(answer: ConnectionAnswer, lang: str | None = None) -> str:
+    """Plain text, for the chat's Answer.text (like the extractive answer's "Theo các tài liệu:" lines;
+    every interface escapes or prints it as it is): the notes, then a "Header:" line per non-empty
+    section with "- name — “quote” [n]" items. Sources are the Answer's citations, not repeated here."""
+    lang = lang or answer.language
+    province = strip_diacritics(answer.province) if lang == "en" else answer.province
+    h = {**HEADERS[lang], "local": HEADERS[lang]["local"].format(province=province)}
+    parts = [note for note in (answer.province_note, answer.sector_note) if note]
+    if answer.empty:
+        return "\n".join([*parts, REFUSAL[lang]])
+    if QUOTE_NOTE[lang]:
+        parts.append(QUOTE_NOTE[lang])
+    for section, items in answer.sections.items():
+        if not items:
+            continue
+        parts += ["", f"{h[section]}:"]
+        for it in items:
+            pre = "…" if it.cut_start else ""
+            post = "…" if it.cut_end and not it.quote.endswith(("…", "...")) else ""
+            quoted = f"“{pre}{it.quote}{post}” {_marker(it)}"
+            parts.append(f"- {quoted}" if section == "next_steps" else f"- {it.text} — {quoted}")
     return "\n".join(parts).strip()
 
 
@@ -638,6 +898,8 @@ def to_json(answer: ConnectionAnswer) -> dict[str, Any]:
         "province_asked": answer.province_asked,
         "province_note": answer.province_note,
         "sector": answer.sector,
+        "sector_asked": answer.sector_asked,
+        "sector_note": answer.sector_note,
         "backend": answer.backend,
         **{name: items(xs) for name, xs in answer.sections.items()},
         "sources": [
@@ -656,7 +918,11 @@ __all__ = [
     "ConnectionItem",
     "build_connection_answer",
     "chunk_entities_of",
+    "is_chat_connection_query",
     "is_connection_query",
+    "province_phrase",
     "render_markdown",
+    "render_text",
+    "sector_phrase",
     "to_json",
 ]

@@ -55,3 +55,24 @@ class LLMError(RagError):
 
     vi = "Máy chủ mô hình ngôn ngữ gặp lỗi."
     en = "The language-model server failed."
+
+
+class IndexBusy(RagError):
+    """Another process (or this app) is writing the index; only one writer at a time is safe."""
+
+    vi = "Một tiến trình khác đang cập nhật chỉ mục này; hãy thử lại khi nó hoàn tất. Dữ liệu không bị thay đổi."
+    en = "Another process is updating this index; try again when it has finished. Nothing was changed."
+
+
+class AccessDenied(RagError):
+    """A corpus-changing action without the admin token, or an API call without a valid key."""
+
+    vi = "Bạn không có quyền thực hiện thao tác này."
+    en = "You are not allowed to do this."
+
+
+class ServiceBusy(RagError):
+    """More requests are waiting than the service is configured to queue."""
+
+    vi = "Hệ thống đang bận; vui lòng thử lại sau ít giây."
+    en = "The assistant is busy; please try again in a few seconds."

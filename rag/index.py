@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from rag.config import Settings
 from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
+from rag.guard import Limits, storage_error, store_unavailable
 from rag.load import Skipped, load_paths
 from rag.text import index_tokens, strip_tokens
 from rag.types import Chunk
@@ -57,6 +59,14 @@ class IngestReport:
     chunks_embedded: int = 0
     total_chunks: int = 0
     reembedded_for_model: bool = False
+
+    def summary(self) -> str:
+        """One line for logs, the CLI and the admin tab."""
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped; "
+            f"{self.chunks_embedded} chunks embedded, {self.total_chunks} chunks in the index"
+        )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -330,9 +340,15 @@ class Index:
         if n == 0 or (rows is not None and len(rows) == 0):
             return [[] for _ in vectors]
         if rows is None and n > self.settings.exact_search_max_rows:
-            res = self.collection().query(
-                query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
-            )
+            try:
+                res = self.collection().query(
+                    query_embeddings=vectors.tolist(), n_results=min(k, n), include=["distances"]
+                )
+            except Exception as exc:  # a stopped server: one sentence; the next query simply retries
+                down = store_unavailable(exc)
+                if down is None:
+                    raise
+                raise down from exc
             return [
                 [(cid, 1.0 - float(d)) for cid, d in zip(ids, dists, strict=True)]
                 for ids, dists in zip(res["ids"], res["distances"], strict=True)
@@ -388,13 +404,39 @@ class Index:
         *,
         progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
     ) -> IngestReport:
+        """`_sync`, with a full disk turned into one sentence (`StorageFull`) and its temporary files removed:
+        the files are replaced atomically, manifest last, so the previous index still answers."""
+        try:
+            return self._sync(paths, embedder, progress=progress)
+        except Exception as exc:
+            full = storage_error(exc)
+            if full is None:
+                down = store_unavailable(exc)
+                if down is not None:
+                    raise down from exc
+                raise
+            for leftover in self.home.glob(".*"):
+                if leftover.name != ".bm25-old" and leftover.name.startswith(
+                    (".chunks.", ".tokens.", ".entities.", ".manifest.", ".vectors-", ".bm25-")
+                ):
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            log.error("Ingest stopped, out of space: %s", full.detail)
+            raise full from exc
+
+    def _sync(
+        self,
+        paths: list[Path],
+        embedder: Embedder,
+        *,
+        progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    ) -> IngestReport:
         """Bring the index in line with the files under `paths`: add, replace and remove documents.
 
         Only documents whose source lies under one of `paths` can be removed, so ingesting an extra
         folder never drops the main corpus. Unchanged documents are not re-embedded.
         """
         report = IngestReport()
-        docs, report.skipped = load_paths(paths)
+        docs, report.skipped = load_paths(paths, Limits.from_settings(self.settings))
         if not docs and not report.skipped:
             # An empty folder is almost always a mistake; never treat it as "delete everything".
             raise BadInput(
@@ -438,6 +480,7 @@ class Index:
                 "source": doc.source,
                 "language": doc.language,
                 "chunk_ids": [c.chunk_id for c in chunks],
+                "added_at": _now_iso(),
             }
             to_embed.extend(chunks)
 
@@ -469,6 +512,22 @@ class Index:
         report.total_chunks = len(self.chunks)
         return report
 
+    def remove_documents(self, doc_ids: list[str], embedder: Embedder) -> IngestReport:
+        """Drop documents by id (whatever their files), from Chroma first, then the chunk store and BM25."""
+        report = IngestReport()
+        known: dict[str, dict[str, Any]] = self.manifest["docs"]
+        gone = {d for d in doc_ids if d in known}
+        col = self.collection()
+        for doc_id in sorted(gone):
+            col.delete(where={"doc_id": doc_id})
+        report.removed = sorted(gone)
+        chunks_now = {cid: c for cid, c in self.chunks.items() if c.doc_id not in gone}
+        docs_now = {k: v for k, v in known.items() if k not in gone}
+        self._sweep(chunks_now, embedder, None)
+        self._write(chunks_now, docs_now, embedder)
+        report.total_chunks = len(self.chunks)
+        return report
+
     def _embed_and_store(
         self,
         chunks: list[Chunk],
@@ -486,6 +545,9 @@ class Index:
             col.upsert(
                 ids=[c.chunk_id for c in batch],
                 embeddings=vectors.tolist(),
+                # The chunk text travels with its vector, so another instance sharing a Chroma server can
+                # rebuild its keyword index from the server alone (rag.replica).
+                documents=[c.text for c in batch],
                 metadatas=[{**c.metadata(), **self._new_entities[c.chunk_id][1].as_metadata()} for c in batch],
             )
 
@@ -506,7 +568,15 @@ class Index:
             log.info("Repairing %d chunks missing from Chroma.", len(missing))
             self._embed_and_store(missing, embedder, progress)
 
-    def _write(self, chunks_now: dict[str, Chunk], docs_now: dict[str, Any], embedder: Embedder) -> None:
+    def _write(
+        self, chunks_now: dict[str, Chunk], docs_now: dict[str, Any], embedder: Embedder, *, generation: str = ""
+    ) -> None:
+        """Replace chunk store, tokens, entities, BM25, vectors and (last) the manifest.
+
+        `generation` identifies the index state; a new one is made for a local change and, with a Chroma
+        server, published beside the vectors so other instances notice it. A mirror (rag.replica) passes
+        the server's generation and publishes nothing.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         token_cache = self._load_token_cache()
         ids = list(chunks_now)
@@ -573,7 +643,10 @@ class Index:
         self._new_vectors = {}
         self.entities = {cid: entity_cache[cid][1] for cid in ids}
         self._new_entities = {}
-        manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now}
+        manifest = {"version": 1, "embedding_model": embedder.name, "dim": embedder.dim, "docs": docs_now,
+                    "generation": generation or uuid.uuid4().hex}
+        if self.settings.chroma_host and not generation:
+            publish_state(self.settings, manifest)
         _atomic_write(self.settings.manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
         self.manifest = manifest
         self.chunks = chunks_now
@@ -603,6 +676,47 @@ class Index:
                     d = json.loads(line)
                     cache[d["chunk_id"]] = (d["key"], d["tokens"].split())
         return cache
+
+
+STATE_ID = "manifest"
+
+
+def state_collection(settings: Settings) -> Any:
+    """The small Chroma collection beside the vectors that holds the published manifest (server mode)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                 settings=ChromaSettings(anonymized_telemetry=False))
+    return client.get_or_create_collection(f"{settings.collection}_state", embedding_function=None)
+
+
+def publish_state(settings: Settings, manifest: dict[str, Any]) -> None:
+    """Publish the manifest (documents, hashes, chunk ids, generation) for other instances to mirror."""
+    state_collection(settings).upsert(
+        ids=[STATE_ID], documents=[json.dumps(manifest, ensure_ascii=False)], embeddings=[[0.0]],
+        metadatas=[{"generation": manifest["generation"]}],
+    )
+
+
+def read_state(settings: Settings) -> dict[str, Any] | None:
+    """The manifest last published on the Chroma server, or None if nothing was published yet."""
+    got = state_collection(settings).get(ids=[STATE_ID], include=["documents"])
+    docs = got.get("documents") or []
+    return json.loads(docs[0]) if docs else None
+
+
+def read_generation(settings: Settings) -> str:
+    """The published generation only (cheap: no manifest body), "" if none."""
+    got = state_collection(settings).get(ids=[STATE_ID], include=["metadatas"])
+    metas = got.get("metadatas") or []
+    return str(metas[0].get("generation", "")) if metas else ""
+
+
+def _now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _embedding_text(chunk: Chunk) -> str:

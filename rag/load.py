@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 from rag.errors import BadInput
+from rag.guard import Limits, check_filename, check_text_shape, sniff_type, text_too_long, too_large
 from rag.text import nfc, strip_diacritics
 from rag.types import Document
 
-SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 
 
@@ -73,11 +74,66 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str]:
     return meta, text[match.end() :]
 
 
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|font-size\s*:\s*0(?:\.0+)?(?:px|pt|em|rem|%)?\s*(?:;|$|!)"
+    r"|opacity\s*:\s*0(?:\.0+)?\s*(?:;|$|!)|(?:^|;)\s*(?:height|width|max-height)\s*:\s*0(?:px)?\s*(?:;|$|!)"
+    r"|text-indent\s*:\s*-\d{3,}|(?:left|top)\s*:\s*-\d{4,}px|clip\s*:\s*rect\(\s*0",
+    re.IGNORECASE,
+)
+_WHITE = {"white", "#fff", "#ffffff", "#fefefe", "rgb(255,255,255)", "rgba(255,255,255,1)", "hsl(0,0%,100%)"}
+_CSS_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+
+
+def _colour(style: str, prop: str) -> str:
+    m = re.search(rf"(?:^|;)\s*{prop}\s*:\s*([^;!]+)", style, re.IGNORECASE)
+    return re.sub(r"\s+", "", m.group(1)).lower() if m else ""
+
+
+def _is_hidden_style(style: str) -> bool:
+    """Whether an inline style hides its text from readers: display:none, zero size/opacity,
+    off-screen, or white text on a white (or default white) background."""
+    if _HIDDEN_STYLE.search(style):
+        return True
+    colour = _colour(style, "color")
+    background = _colour(style, "background-color") or _colour(style, "background")
+    return colour in _WHITE and (not background or background in _WHITE)
+
+
+def _drop_hidden(soup: object) -> int:
+    """Remove elements readers cannot see (inline styles, `hidden`, simple class/id rules in <style>);
+    hidden text is a classic carrier of prompt injections. Returns how many were removed."""
+    hidden_selectors: list[str] = []
+    for style in soup.find_all("style"):  # type: ignore[attr-defined]
+        for selectors, body in _CSS_RULE.findall(style.get_text() or ""):
+            if _is_hidden_style(body):
+                hidden_selectors += [s.strip() for s in selectors.split(",") if re.fullmatch(r"[.#]?[\w-]+", s.strip())]
+    removed = 0
+    for el in list(soup.find_all(True)):  # type: ignore[attr-defined]
+        if getattr(el, "decomposed", False):
+            continue
+        attrs = el.attrs or {}
+        classes = attrs.get("class") or []
+        hidden = (
+            "hidden" in attrs
+            or str(attrs.get("aria-hidden", "")).lower() == "true"
+            or _is_hidden_style(str(attrs.get("style", "")))
+            or any(f".{c}" in hidden_selectors for c in classes)
+            or (attrs.get("id") and f"#{attrs['id']}" in hidden_selectors)
+            or (el.name in hidden_selectors)
+        )
+        if hidden:
+            el.decompose()
+            removed += 1
+    return removed
+
+
 def _html_to_text(html: str) -> tuple[str, str]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe"]):
+    _drop_hidden(soup)
+    for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe",
+                     "template", "svg", "object", "embed"]):
         tag.decompose()
     title = ""
     h1 = soup.find("h1")
@@ -97,9 +153,9 @@ def _html_to_text(html: str) -> tuple[str, str]:
     return title, "\n\n".join(blocks)
 
 
-def _pdf_to_text(path: Path) -> str:
+def _pdf_to_text(path: Path, limits: Limits) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PdfReadError, PyPdfError
 
     try:
         reader = PdfReader(str(path))
@@ -108,15 +164,29 @@ def _pdf_to_text(path: Path) -> str:
                 f"{path.name} is password-protected; remove the password and try again.",
                 f"{path.name} được bảo vệ bằng mật khẩu; hãy gỡ mật khẩu rồi thử lại.",
             )
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > limits.max_pdf_pages:
+            raise BadInput(
+                f"{path.name} has {len(reader.pages)} pages, over the {limits.max_pdf_pages} page limit "
+                "(RAG_MAX_PDF_PAGES); it was skipped.",
+                f"{path.name} có {len(reader.pages)} trang, vượt giới hạn {limits.max_pdf_pages} trang "
+                "(RAG_MAX_PDF_PAGES); đã bỏ qua.",
+            )
+        pages: list[str] = []
+        total = 0
+        for page in reader.pages:
+            text = page.extract_text() or ""
+            total += len(text)
+            if total > limits.max_document_chars:
+                # A decompression bomb or a giant report: stop before memory does.
+                raise text_too_long(path.name, limits)
+            pages.append(text)
     except BadInput:
         raise
-    except (PdfReadError, ValueError, OSError, KeyError, TypeError) as exc:
-        raise BadInput(
-            f"{path.name} is not a readable PDF; it was skipped.",
-            f"{path.name} không phải tệp PDF đọc được; đã bỏ qua.",
-            detail=repr(exc),
-        ) from exc
+    except MemoryError as exc:
+        raise _unreadable_pdf(path, exc) from exc
+    except (PdfReadError, PyPdfError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, AssertionError, ZeroDivisionError) as exc:
+        raise _unreadable_pdf(path, exc) from exc
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text.strip():
         raise BadInput(
@@ -126,25 +196,91 @@ def _pdf_to_text(path: Path) -> str:
     return text
 
 
-def load_file(path: Path) -> Document:
-    """Read one file into a raw Document (metadata from front matter when present)."""
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _docx_to_text(path: Path, limits: Limits) -> tuple[str, str]:
+    """(title, text) of a Word file: its paragraphs in order, the document title from its properties.
+
+    A .docx is a ZIP of XML parts; the declared size of the main part is checked before it is read, so a
+    ZIP that expands to gigabytes gets a sentence, not an out-of-memory crash.
+    """
+    import zipfile
+    from xml.etree import ElementTree
+
+    unreadable = BadInput(
+        f"{path.name} is not a readable Word (.docx) file; it was skipped.",
+        f"{path.name} không phải tệp Word (.docx) đọc được; đã bỏ qua.",
+    )
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("word/document.xml")
+            if info.file_size > 20 * limits.max_document_chars:  # XML markup is bulky; text is a fraction
+                raise text_too_long(path.name, limits)
+            root = ElementTree.fromstring(z.read(info))
+            title = ""
+            if "docProps/core.xml" in z.namelist() and z.getinfo("docProps/core.xml").file_size < 1_000_000:
+                core = ElementTree.fromstring(z.read("docProps/core.xml"))
+                found = core.find("{http://purl.org/dc/elements/1.1/}title")
+                title = (found.text or "").strip() if found is not None else ""
+    except BadInput:
+        raise
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError, ValueError, RuntimeError) as exc:
+        raise BadInput(unreadable.en, unreadable.vi, detail=repr(exc)) from exc
+    paragraphs = []
+    for para in root.iter(f"{_W}p"):
+        text = "".join(node.text or "" for node in para.iter() if node.tag in (f"{_W}t", f"{_W}tab"))
+        if text.strip():
+            paragraphs.append(text.strip())
+    return title, "\n\n".join(paragraphs)
+
+
+def _unreadable_pdf(path: Path, exc: BaseException) -> BadInput:
+    return BadInput(
+        f"{path.name} is not a readable PDF (damaged, or content that expands beyond safe limits); it was skipped.",
+        f"{path.name} không phải tệp PDF đọc được (bị hỏng, hoặc nội dung giải nén vượt giới hạn an toàn); "
+        "đã bỏ qua.",
+        detail=repr(exc),
+    )
+
+
+def load_file(path: Path, limits: Limits | None = None) -> Document:
+    """Read one file into a raw Document (metadata from front matter when present).
+
+    The parser is chosen by content (`rag.guard.sniff_type`), the extension only decides which files a
+    folder scan picks up; `limits` caps size, pages and text length (defaults: `Limits()`).
+    """
     path = Path(path)
+    limits = limits or Limits()
+    check_filename(path.name)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise BadInput(
-            f"{path.name}: unsupported file type (use .txt, .md, .html or .pdf).",
-            f"{path.name}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html hoặc .pdf).",
+            f"{path.name}: unsupported file type (use .txt, .md, .html, .pdf or .docx).",
+            f"{path.name}: định dạng không hỗ trợ (hãy dùng .txt, .md, .html, .pdf hoặc .docx).",
         )
     try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise too_large(path.name, size, limits)
+        if size == 0:
+            raise BadInput(f"{path.name} is empty; it was skipped.", f"{path.name} trống; đã bỏ qua.")
+        with path.open("rb") as f:
+            head = f.read(8192)
+        kind = sniff_type(head, path.name)
+        if suffix == ".pdf" and kind != "pdf":  # named a PDF but is not one: damaged or disguised
+            raise _unreadable_pdf(path, ValueError("no %PDF- header"))
         title = ""
-        if suffix == ".pdf":
-            body = _pdf_to_text(path)
-            meta: dict = {}
+        meta: dict = {}
+        if kind == "pdf":
+            body = _pdf_to_text(path, limits)
+        elif kind == "docx":
+            title, body = _docx_to_text(path, limits)
         else:
-            text = nfc(_decode(path.read_bytes(), path))
-            if suffix in (".html", ".htm"):
+            data = path.read_bytes()[: limits.max_bytes + 1]
+            text = nfc(_decode(data, path))
+            if kind == "html":  # minified HTML is legitimately one long line: check the extracted text only
                 title, body = _html_to_text(text)
-                meta = {}
             else:
                 meta, body = _split_front_matter(text, path)
     except OSError as exc:
@@ -152,6 +288,7 @@ def load_file(path: Path) -> Document:
             f"{path.name} could not be read.", f"Không đọc được {path.name}.", detail=repr(exc)
         ) from exc
     body = nfc(body).replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    check_text_shape(body, path.name, limits)
     if not body.strip():
         raise BadInput(f"{path.name} is empty; it was skipped.", f"{path.name} trống; đã bỏ qua.")
     return Document(
@@ -180,19 +317,38 @@ def discover(paths: list[Path]) -> list[Path]:
     return found
 
 
-def load_paths(paths: list[Path]) -> tuple[list[Document], list[Skipped]]:
+def _content_key(text: str) -> str:
+    """Identity of a document's text, blind to whitespace and case (a copy under another name)."""
+    return hashlib.sha256(" ".join(text.casefold().split()).encode("utf-8")).hexdigest()
+
+
+def load_paths(paths: list[Path], limits: Limits | None = None) -> tuple[list[Document], list[Skipped]]:
     """Load every file under `paths`; bad files are reported in `Skipped`, never fatal.
 
+    A file whose text equals another's (a copy under another name) is skipped, so its passages are not
+    indexed twice; the oldest file is kept, so an indexed original is never swapped for a new copy.
     Duplicate doc ids get a short hash suffix so two files can never overwrite each other's chunks.
     """
-    docs: list[Document] = []
+    loaded: list[tuple[Path, Document]] = []
     skipped: list[Skipped] = []
-    seen: set[str] = set()
     for f in discover(paths):
         try:
-            doc = load_file(f)
+            loaded.append((f, load_file(f, limits)))
         except BadInput as exc:
             skipped.append(Skipped(str(f), exc.en, exc.vi))
+    keeper: dict[str, Path] = {}
+    for f, doc in sorted(loaded, key=lambda item: _mtime(item[0])):  # stable: ties keep path order
+        keeper.setdefault(_content_key(doc.text), f)
+    docs: list[Document] = []
+    seen: set[str] = set()
+    for f, doc in loaded:
+        first = keeper[_content_key(doc.text)]
+        if first != f:
+            skipped.append(Skipped(
+                str(f),
+                f"{f.name} has the same content as {first.name}; it was skipped so its passages are not indexed twice.",
+                f"{f.name} có nội dung trùng với {first.name}; đã bỏ qua để không lập chỉ mục hai lần.",
+            ))
             continue
         if doc.doc_id in seen:
             suffix = hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:6]
@@ -200,3 +356,10 @@ def load_paths(paths: list[Path]) -> tuple[list[Document], list[Skipped]]:
         seen.add(doc.doc_id)
         docs.append(doc)
     return docs, skipped
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0

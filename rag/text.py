@@ -43,21 +43,98 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+# Quoted titles are names, whatever their language: 'Dự án "Science in Society" là gì?'.
+_QUOTED = re.compile(r"\"[^\"]{1,120}\"|“[^”]{1,120}”|«[^»]{1,120}»|'[^']{1,120}'(?!\w)")
+# Lower-case Vietnamese words that may sit inside a capitalised name ('Thành phố Hồ Chí Minh',
+# 'Bộ Khoa học và Công nghệ', 'Trung tâm Đổi mới sáng tạo Quốc gia'); at most this many in a row, and
+# never function words ('Dũng đã cảm ơn Đại sứ' is two names and a verb).
+_NAME_GAP = 3
+
+
+def _name_mask(tokens: list[str]) -> list[bool]:
+    """Which tokens belong to a capitalised name run ('Đà Nẵng', 'Thành phố Hồ Chí Minh', 'Japan').
+
+    A run is capitalised words, bridged by up to `_NAME_GAP` lower-case Vietnamese-looking words that
+    are not English function words. The first word of the question counts as a name only if the next
+    word is capitalised too ('Đà Nẵng có gì?'), not when it is just the capital of a sentence ('Có bao
+    nhiêu…', 'What did…'). Acronyms (JICA, KH&CN) are names.
+    """
+    n = len(tokens)
+    cap = [w[:1].isupper() for w in tokens]
+    if n and cap[0] and not (n > 1 and cap[1]):
+        cap[0] = tokens[0].isupper() and len(tokens[0]) > 1  # an acronym opening the question stays a name
+    mask = list(cap)
+    i = 0
+    while i < n:
+        if not cap[i]:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and not cap[j] and j - i <= _NAME_GAP:
+            j += 1
+        if j < n and cap[j] and j > i + 1:
+            gap = tokens[i + 1 : j]
+            if all(w.islower() and _VI_SYLLABLE.match(strip_diacritics(w).lower()) and w.lower() not in _EN_FUNCTION_WORDS
+                   and not is_stopword(w) for w in gap):
+                for k in range(i + 1, j):
+                    mask[k] = True
+        i = j if j > i + 1 else i + 1
+    return mask
+
+
 def detect_language(text: str) -> QueryLang:
-    """Guess the language of a short question: 'vi', 'vi_nodiac' (Vietnamese typed without tones) or 'en'."""
-    tokens = [w.lower() for w in words(nfc(text)) if not w.isdigit()]
-    if not tokens:
+    """Guess the language of a short question: 'vi', 'vi_nodiac' (Vietnamese typed without tones) or 'en'.
+
+    Names do not vote: an English question spelling a Vietnamese name with its diacritics ("the
+    People's Committee of Đà Nẵng") is English, and a Vietnamese question quoting an English name or
+    acronym ("Japan Innovation Network là gì?") is Vietnamese. The language is judged on the words
+    outside capitalised names and quotes (on all words when nothing else is left).
+    """
+    text = nfc(text)
+    all_tokens = [w for w in words(text) if not w.isdigit()]
+    if not all_tokens:
         return "vi"
-    with_vi_marks = sum(1 for w in tokens if any(c in _VI_CHARS for c in w))
-    if with_vi_marks / len(tokens) >= 0.15 or with_vi_marks >= 3:
-        return "vi"
-    en_hits = sum(1 for w in tokens if w in _EN_FUNCTION_WORDS)
-    vi_shape = sum(1 for w in tokens if _VI_SYLLABLE.match(w))
-    if en_hits >= 1 and en_hits / len(tokens) >= 0.12 and vi_shape / len(tokens) < 0.9:
+    has_marks = any(c in _VI_CHARS for c in text.lower())
+    outside = [w for w in words(_QUOTED.sub(" ", text)) if not w.isdigit()]
+    tokens = outside if len(outside) >= 2 else all_tokens
+    mask = _name_mask(tokens)
+    kept = [w.lower() for w, named in zip(tokens, mask, strict=True) if not named]
+    if not kept:
+        kept = [w.lower() for w in all_tokens]
+    lang = _judge(kept)
+    if lang == "en":
         return "en"
-    vi_markers = sum(1 for w in tokens if w in _STRIPPED_STOPWORDS)
-    if vi_shape / len(tokens) >= 0.75 or (vi_markers and not en_hits and vi_shape / len(tokens) >= 0.5):
-        return "vi" if with_vi_marks else "vi_nodiac"
+    return "vi" if has_marks else "vi_nodiac"
+
+
+_EN_QUESTION_START = frozenset(
+    {"what", "where", "who", "whom", "whose", "when", "which", "how", "why", "is", "are", "does", "did", "can"}
+)
+
+
+def _judge(tokens: list[str]) -> QueryLang:
+    """The language of the non-name words of a question (lower-cased)."""
+    n = len(tokens)
+    marked = sum(1 for w in tokens if any(c in _VI_CHARS for c in w))
+    en_hits = sum(1 for w in tokens if w in _EN_FUNCTION_WORDS)
+    vi_shape = sum(1 for w in tokens if _VI_SYLLABLE.match(strip_diacritics(w)))
+    # English content words: alphabetic, unmarked, not shaped like a Vietnamese syllable ('agreements', 'sign').
+    en_other = sum(1 for w in tokens if w.isalpha() and len(w) > 1 and w not in _EN_FUNCTION_WORDS
+                   and not any(c in _VI_CHARS for c in w) and not _VI_SYLLABLE.match(w))
+    if marked:
+        # Lower-case Vietnamese words outside names: Vietnamese unless English clearly dominates
+        # ("what did the people's committee of đà nẵng sign", typed all in lower case), or an English
+        # question frame carries a Vietnamese name whose inner words are not capitalised ("Where is the
+        # Trung tâm Đổi mới sáng tạo Quốc gia adding new facilities?").
+        en_evidence = en_hits + 0.5 * en_other
+        english_frame = tokens[0] in _EN_QUESTION_START and en_hits >= 3 and en_other >= 2
+        return "en" if english_frame or (en_hits >= 2 and en_evidence >= 2 * marked) else "vi"
+    # Vietnamese function words that are not also English words ('o', 'la', 'gi', 'dau', 'nao').
+    vi_markers = sum(1 for w in tokens if w in _STRIPPED_STOPWORDS and w not in _EN_FUNCTION_WORDS)
+    if en_hits >= 1 and en_hits / n >= 0.12 and vi_shape / n < 0.9 and en_hits + 0.5 * en_other > vi_markers:
+        return "en"
+    if vi_shape / n >= 0.75 or (vi_markers and not en_hits and vi_shape / n >= 0.5):
+        return "vi_nodiac"
     return "en"
 
 

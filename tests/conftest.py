@@ -57,3 +57,34 @@ def corpus_copy(tmp_path) -> Path:
     dest = tmp_path / "corpus"
     shutil.copytree(CORPUS, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def service(pipeline):
+    """A started Service over the shared seed pipeline (read-only too: do not ingest through it)."""
+    from rag.service import Service
+
+    svc = Service(pipeline.settings, pipeline_factory=lambda _settings: pipeline)
+    svc.start()
+    return svc
+
+
+@pytest.fixture
+def writable_service(tmp_path, loaded_embedder, corpus_copy):
+    """A Service over its own index of a copy of the seed corpus, sharing the loaded embedder."""
+    from rag.chain import Pipeline
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+    from rag.service import Service
+
+    settings = make_settings(tmp_path / "home", corpus_dir=corpus_copy, reload_interval=0.2)
+    Index.open(settings, must_exist=False).sync([corpus_copy], loaded_embedder.embedder)
+
+    def factory(s):
+        return Pipeline(s, loaded_embedder, Index.open(s), default_lexicon())
+
+    svc = Service(settings, pipeline_factory=factory)
+    svc._loaded_embedder = loaded_embedder
+    svc.start()
+    yield svc
+    svc.close()

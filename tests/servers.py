@@ -25,13 +25,16 @@ def log_tail(path: Path, n: int = 40) -> str:
 
 
 @contextlib.contextmanager
-def running_server(command: list[str], ready_url: str, log_path: Path, *, name: str, timeout_s: float) -> Iterator[None]:
+def running_server(
+    command: list[str], ready_url: str, log_path: Path, *, name: str, timeout_s: float,
+    env: dict[str, str] | None = None,
+) -> Iterator[None]:
     """Start `command` (output to `log_path`), wait until `ready_url` answers 200, stop it on exit.
 
     Fails the test with the log's tail when the process exits early or is not ready in `timeout_s`.
     """
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -53,3 +56,41 @@ def running_server(command: list[str], ready_url: str, log_path: Path, *, name: 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(app, *, timeout_s: float = 60, **config) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn server on a free loopback port in a background thread.
+
+    Yields the base URL once `GET /health` answers 200; stops the server (and joins the thread) on exit.
+    Extra keyword arguments go to `uvicorn.Config` (e.g. log_level="info" to see access logs).
+    """
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    # A short graceful-shutdown timeout: clients that keep connections open (gradio_client) must not stall
+    # the test's teardown.
+    options = {"log_level": "warning", "timeout_graceful_shutdown": 3, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not thread.is_alive():
+                pytest.fail("uvicorn exited before it was ready")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"uvicorn not ready after {timeout_s:.0f} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

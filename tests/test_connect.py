@@ -151,7 +151,11 @@ def test_mentioned_province_gets_no_note(pipeline):
     answer = build_connection_answer(pipeline, "Doanh nghiệp ở Hà Nội muốn liên hệ với NIC thì làm thế nào?")
     assert answer.province == "Hà Nội"
     assert answer.province_note == ""  # NIC's facilities 'tại Hà Nội và Hòa Lạc'
-    assert "vn_nic" in {i.entity for i in answer.who}
+    # NIC is listed under Hà Nội, since its quote names the city; every item there names Hà Nội.
+    assert "vn_nic" in {i.entity for i in answer.local}
+    assert all("Hà Nội" in extract_entities(i.quote).provinces() for i in answer.local)
+    assert not any("Hà Nội" in extract_entities(i.quote).provinces() for i in answer.who)
+    assert render_markdown(answer).startswith("**Tại Hà Nội**")
     check_citations(answer)
 
 
@@ -205,18 +209,10 @@ def test_json_is_serialisable_and_complete(phu_tho):
 
 
 def _run_connect(home: Path, *args: str) -> subprocess.CompletedProcess:
-    script = (
-        "import typer\n"
-        "from rag.cli_connect import connect_command\n"
-        "app = typer.Typer()\n"
-        "app.callback()(lambda: None)\n"
-        "app.command('connect')(connect_command)\n"
-        "app()\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(RAG_HOME=str(home), RAG_EMBEDDING_MODEL=BUNDLED_MODEL, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONIOENCODING="utf-8", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", script, "connect", *args], env=env, cwd=home.parent,
+    return subprocess.run([sys.executable, "-m", "rag.cli", "connect", *args], env=env, cwd=home.parent,
                           capture_output=True, text=True, encoding="utf-8", timeout=300, check=False)
 
 
@@ -237,20 +233,28 @@ def test_cli_connect_json_and_errors(seed_home, tmp_path):
 # ---------------------------------------------------------------- UI
 
 
-def test_connections_tab_over_http(pipeline):
+def test_connections_tab_over_http(service):
     import gradio as gr
     from gradio_client import Client
 
-    from rag.ui_connect import NEED_INPUT, TAB_LABEL, build_connections_tab, connect_markdown, overview_figure
+    from rag.ui_connect import (
+        NEED_INPUT,
+        OVERVIEW_HEADERS,
+        TAB_LABEL,
+        build_connections_tab,
+        connect_markdown,
+        overview_figure,
+    )
 
     with gr.Blocks() as demo:
-        parts = build_connections_tab(pipeline)
+        parts = build_connections_tab(service)
     assert parts["province"].choices and len(parts["province"].choices) == 34
-    table = parts["table"].value
-    assert table["headers"][0].startswith("Thực thể") and table["data"]
-    assert any(row[0].startswith("Đại sứ quán Việt Nam tại Nhật Bản") for row in table["data"])
+    assert parts["table"].value["headers"][0].startswith("Thực thể")
+    rows, _figure = parts["load"]()  # filled when a page loads: the index may still be loading at build time
+    assert list(rows.columns) == OVERVIEW_HEADERS  # a DataFrame, so the header row stays
+    assert any(name.startswith("Đại sứ quán Việt Nam tại Nhật Bản") for name in rows[OVERVIEW_HEADERS[0]])
     assert TAB_LABEL == "Kết nối / Connections"
-    assert connect_markdown(pipeline, None, "", "  ") == NEED_INPUT
+    assert connect_markdown(service, None, "", "  ") == NEED_INPUT
 
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -265,8 +269,8 @@ def test_connections_tab_over_http(pipeline):
 
     from rag.ui_connect import overview_rows
 
-    fig = overview_figure(overview_rows(pipeline))
-    assert len(fig.axes) == len({r["kind"] for r in overview_rows(pipeline)})
+    fig = overview_figure(overview_rows(service))
+    assert len(fig.axes) == len({r["kind"] for r in overview_rows(service)})
     import io
 
     buf = io.BytesIO()

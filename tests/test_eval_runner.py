@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -311,14 +312,26 @@ def test_eval_tab_runs_and_shows_a_question(pipeline, dataset, tmp_path, no_relo
     with gr.Blocks() as demo:
         build_eval_tab(lambda: pipeline, datasets, out_root=tmp_path / "ui")
     fns = {f.fn.__name__: f.fn for f in demo.fns.values()}
-    ticks: list[float] = []
-    status, table, *rest = fns["on_run"]("mini.jsonl", ["hybrid"], progress=lambda frac, desc="": ticks.append(frac))
+    progress, *_ = fns["on_run"]("mini.jsonl", ["hybrid"])  # the run goes on in a server thread
+    assert 'id="eval-progress-bar"' in progress and "/ 6" in progress
+    deadline = time.monotonic() + 120
+    while True:  # what a page's timer does: poll until the job has ended and its results come back
+        progress, _timer, seen, dataset_pick, configs_pick, status, table, *rest = fns["on_poll"](None)
+        if seen is not None or time.monotonic() > deadline:
+            break
+        assert 'id="eval-progress-bar"' in progress
+        time.sleep(0.2)
+    assert seen is not None, "the evaluation did not finish"
     images, pick_cfg, pick_id, out = rest[:4], rest[4], rest[5], rest[6]
-    assert "6 questions" in status and "not measured" in status
+    assert "6 questions" in status and "not measured" in status and status.startswith("✓")
     assert list(table["Configuration"]) == ["hybrid"] and "hit@5" in table.columns
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in images)
-    assert ticks[-1] == 1.0 and len(ticks) == 7  # "loading" + one per question
+    assert configs_pick["value"] == ["hybrid"] and dataset_pick["value"] == "mini.jsonl"
     assert pick_id["choices"] == [q["id"] for q in MINI] and pick_cfg["value"] == "hybrid"
+    assert fns["on_poll"](seen)[2] == seen  # shown once: later polls leave the page alone
+    # A new page (a reload) gets the same finished results once, without re-running.
+    again = fns["on_poll"](None)
+    assert again[2] == seen and again[5] == status
     detail = fns["on_pick"](out, "hybrid", "vi-1")
     assert MINI[0]["question"] in detail and "5.000 kỹ sư CNTT" in detail
 

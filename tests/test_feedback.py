@@ -80,7 +80,7 @@ def test_export_matches_gold_schema(tmp_path):
 
 def test_like_handler_records_the_rated_answer(pipeline, tmp_path, monkeypatch):
     gr = pytest.importorskip("gradio")
-    from eval.ui_tab import feedback_handler
+    from rag.ui_feedback import feedback_handler
 
     settings = make_settings(tmp_path / "home")
     handler = feedback_handler(pipeline, settings)

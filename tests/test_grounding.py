@@ -231,3 +231,115 @@ def test_is_refusal_detects_refusals(text):
 )
 def test_is_refusal_leaves_answers_alone(text):
     assert not is_refusal(text)
+
+
+# --------------------------------------------------------------------------------------------- claims
+from rag.grounding import check_claims, claim_sentences, remove_unsupported  # noqa: E402
+from rag.lexicon import default_lexicon  # noqa: E402
+
+PASSAGE = (
+    "Tại cuộc gặp chiều 31/5, Đại sứ Việt Nam tại Nhật Bản Phạm Quang Hiệu báo cáo với Phó Thủ tướng về cộng "
+    "đồng trí thức Việt Nam tại Nhật Bản. Biểu dương cộng đồng nhà khoa học, hơn 70 doanh nghiệp và 5.000 kỹ sư "
+    "CNTT Việt Nam tại Nhật Bản, Phó Thủ tướng tin tưởng đây là cầu nối quan trọng, mang lại lợi ích thiết thực "
+    "cho cả hai nước."
+)
+OSAKA = (
+    "Thứ trưởng Nguyễn Hoàng Giang đã có buổi làm việc với Tổng Lãnh sự quán Việt Nam tại Osaka và Văn phòng đại "
+    "diện KH&CN tại Osaka. Thứ trưởng mong muốn Tổng Lãnh sự quán và Văn phòng đại diện KH&CN tại Osaka có thể thúc đẩy hoạt động "
+    "kết nối doanh nghiệp KH&CN hai nước."
+)
+
+
+def _verdicts(text, passages, english=False):
+    return [(c.supported, c.missing) for c in check_claims(text, passages, lexicon=default_lexicon(), english=english)]
+
+
+def test_claim_sentences_give_leading_markers_to_the_sentence_before():
+    text = "Có hơn 5.000 kỹ sư. [1] Ngoài ra có 70 doanh nghiệp [2].\n\nĐoạn khác không dẫn nguồn."
+    spans = claim_sentences(text)
+    assert [text[s:e] for s, e, _ in spans] == [
+        "Có hơn 5.000 kỹ sư. [1]", "Ngoài ra có 70 doanh nghiệp [2].", "Đoạn khác không dẫn nguồn."
+    ]
+    assert [c for _, _, c in spans] == [(1,), (2,), ()]
+
+
+def test_uncited_sentence_is_checked_against_its_paragraphs_citation():
+    text = "Phó Thủ tướng biểu dương cộng đồng nhà khoa học. Có 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [1]."
+    assert [c for _, _, c in claim_sentences(text)] == [(1,), (1,)]
+    assert _verdicts(text, {1: PASSAGE}) == [(True, ()), (True, ())]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "missing"),
+    [
+        ("Có 9.999 kỹ sư CNTT Việt Nam tại Nhật Bản [1].", ("9999",)),  # number absent
+        ("Tại cuộc gặp ngày 12/4, Đại sứ báo cáo với Phó Thủ tướng [1].", ("12", "4")),  # date absent
+        ("Đại sứ Nguyễn Văn An báo cáo với Phó Thủ tướng về cộng đồng trí thức [1].", ("Nguyễn Văn An",)),  # name
+        ("Cuộc gặp diễn ra tại Sapporo với cộng đồng trí thức Việt Nam [1].", ("Sapporo",)),
+        ("There are 9,999 Vietnamese IT engineers in Japan [1].", ("9999",)),
+        ("On 12 April the Ambassador briefed the Deputy Prime Minister [1].", ("12", "4")),
+        ("Ambassador Tanaka Hiroshi briefed the Deputy Prime Minister [1].", ("Ambassador Tanaka Hiroshi",)),
+    ],
+)
+def test_a_number_date_or_name_absent_from_the_cited_passage_never_passes(sentence, missing):
+    english = sentence.isascii()
+    [(supported, found_missing)] = _verdicts(sentence, {1: PASSAGE}, english=english)
+    assert not supported and found_missing == missing
+
+
+@pytest.mark.parametrize(
+    ("sentence", "english"),
+    [
+        ("Có hơn 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [1].", False),
+        ("Chiều 31/5, Đại sứ Phạm Quang Hiệu báo cáo với Phó Thủ tướng về cộng đồng trí thức Việt Nam tại Nhật Bản [1].",
+         False),
+        ("More than 5,000 Vietnamese IT engineers work in Japan [1].", True),
+        ("On the afternoon of 31 May, Ambassador Phạm Quang Hiệu briefed the Deputy Prime Minister on the "
+         "Vietnamese intellectual community in Japan [1].", True),
+    ],
+)
+def test_supported_claims_pass_in_both_languages(sentence, english):
+    assert _verdicts(sentence, {1: PASSAGE}, english=english) == [(True, ())]
+
+
+def test_names_match_through_the_gazetteer_and_the_lexicon():
+    text = "The Consulate General of Viet Nam in Osaka and the S&T representative office in Osaka connect businesses [1]."
+    assert _verdicts(text, {1: OSAKA}, english=True) == [(True, ())]
+
+
+def test_wrong_source_number_fails_even_if_another_passage_supports_it():
+    text = "Có hơn 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [2]."
+    [(supported, missing)] = _verdicts(text, {1: PASSAGE, 2: OSAKA})
+    assert not supported and missing == ("5000", "CNTT Việt Nam", "Nhật Bản")
+    assert _verdicts(text.replace("[2]", "[1]"), {1: PASSAGE, 2: OSAKA}) == [(True, ())]
+
+
+def test_claims_without_key_term_support_fail_and_similarity_only_rescues_near_misses():
+    invented = "Chính phủ sẽ cấp học bổng cho các nhà khoa học trẻ [1]."
+    assert _verdicts(invented, {1: PASSAGE}) == [(False, ())]
+    # Embedding similarity cannot carry a sentence with too few supported words…
+    always_similar = lambda claims, sents: [[0.99] * len(sents) for _ in claims]  # noqa: E731
+    [check] = check_claims(invented, {1: PASSAGE}, similarity=always_similar)
+    assert not check.supported
+    # …but it decides a near miss (a paraphrase whose words are mostly, not all, in the passage).
+    near = "Phó Thủ tướng coi họ là cầu nối quan trọng giữa hai nước [1]."
+    [low] = check_claims(near, {1: PASSAGE}, similarity=lambda c, s: [[0.1] * len(s) for _ in c])
+    [high] = check_claims(near, {1: PASSAGE}, similarity=always_similar)
+    assert 0.6 <= low.term_support < 0.7
+    assert not low.supported and high.supported and high.similarity == 0.99
+
+
+def test_lead_in_lines_and_sentences_without_content_are_not_checked():
+    text = "Theo các tài liệu:\n- Có hơn 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [1].\n- Có 9.999 chuyên gia [1]."
+    checks = check_claims(text, {1: PASSAGE})
+    assert [(c.checked, c.supported) for c in checks] == [(False, True), (True, True), (True, False)]
+    assert remove_unsupported(text, checks) == "Theo các tài liệu:\n- Có hơn 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [1]."
+
+
+def test_remove_unsupported_keeps_the_rest_of_a_paragraph():
+    text = "Có hơn 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [1]. Ngoài ra có 9.999 chuyên gia [1]. Phó Thủ tướng tin tưởng đây là cầu nối quan trọng [1]."
+    checks = check_claims(text, {1: PASSAGE})
+    assert [c.supported for c in checks] == [True, False, True]
+    assert remove_unsupported(text, checks) == (
+        "Có hơn 5.000 kỹ sư CNTT Việt Nam tại Nhật Bản [1]. Phó Thủ tướng tin tưởng đây là cầu nối quan trọng [1]."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,11 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def app_url(pipeline):
+def app_url(service):
     """The app of `rag.ui.build_ui` served on a free loopback port for the whole module."""
     from rag.ui import build_ui
 
-    demo = build_ui(pipeline)
+    demo = build_ui(service)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -47,13 +48,14 @@ def client(app_url):
 
 
 def message_text(message: dict[str, Any]) -> str:
-    """Text of a chat message in either Gradio format (a string, or a list of {type: text} parts)."""
+    """What a reader sees of a chat message in either Gradio format (a string, or a list of {type: text}
+    parts): the Markdown source without its backslash escapes (rag.render escapes document text)."""
     content = message["content"]
-    if isinstance(content, str):
-        return content
     if isinstance(content, dict):
         content = [content]
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    if not isinstance(content, str):
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return re.sub(r"\\(.)", r"\1", content)
 
 
 def chat(client, message: str, history: list | None = None) -> tuple[str, list[dict[str, Any]]]:

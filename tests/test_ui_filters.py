@@ -16,8 +16,8 @@ def test_widget_values_become_filters():
         build_filters(None, None, "", "2023-13-01")
 
 
-def test_filtered_chat_answer_uses_only_the_chosen_outlet(pipeline):
-    handler = ChatHandler(pipeline)
+def test_filtered_chat_answer_uses_only_the_chosen_outlet(service):
+    handler = ChatHandler(service)
     question = "Hợp tác khoa học và công nghệ với Nhật Bản"
     *_, unfiltered = handler.reply_stream(question, [])
     *_, filtered = handler.reply_stream(question, [], build_filters(["most.gov.vn"], None, "", ""))
