@@ -505,7 +505,9 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
-        asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))}
+        # (An English title — 'ambassador' — cannot be matched against the Vietnamese one, so it does not narrow.)
+        asked = (set() if detect_language(question) == "en"
+                 else {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))})
         out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
@@ -537,7 +539,7 @@ _UNIT = re.compile(
 _QUALIFIER = re.compile(r"(khoảng|hơn|gần|trên|dưới|tới|đến|more than|about|over|nearly)\s+$", re.IGNORECASE)
 
 
-def short_answer(kind: str, sentence: str, question: str) -> str:
+def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...] = ()) -> str:
     """The span of `sentence` answering a number / date / person / place question ('' when none)."""
     if not kind:
         return ""
@@ -547,8 +549,8 @@ def short_answer(kind: str, sentence: str, question: str) -> str:
     start, end = spans[0]
     if kind == "number" and len(spans) > 1:
         # The figure whose following words the question uses ('5.000 kỹ sư' for 'how many engineers').
-        asked = set(_syllables(question))
-        start, end = max(spans, key=lambda sp: len(asked & set(_syllables(sentence[sp[1] : sp[1] + 30]))))
+        asked = set(_syllables(question)) | set(extra)
+        start, end = max(spans, key=lambda sp: len(asked & set(_syllables(sentence[sp[1] : sp[1] + 16]))))
     if kind == "number":
         unit = _UNIT.match(sentence, end)
         if unit:
@@ -692,6 +694,7 @@ class ExtractiveAnswerer:
         queries = [question] + ([plan.translation] if plan.translation and question == plan.question else [])
         qvecs = self.embedder.embed_queries(queries)
         scoped = [t for t in terms if t.anchor and t.scope]
+        anchors = [t for t in terms if t.anchor]
         defined = defined_term(question)
         speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
@@ -710,6 +713,8 @@ class ExtractiveAnswerer:
                 # Long sentences cover many terms by accident; a mild length penalty prefers focused ones.
                 length_penalty = 0.1 * max(0.0, (len(sentence.split()) - 40) / 60)
                 score = 0.65 * cov + 0.35 * float(sim) + 0.05 / (1 + rank) - length_penalty
+                if anchors:  # the sentence naming the asked thing itself beats one leaning on its passage
+                    score += 0.2 * (len(anchors) - len(missing_anchors(anchors, sentence))) / len(anchors)
                 if defined and _is_definition(sentence, defined):
                     score += 0.25  # 'What is X?' -> X's defining sentence, not a caption that mentions X
                 if _CAPTION.search(sentence):
@@ -720,7 +725,7 @@ class ExtractiveAnswerer:
                 if ok and scoped:
                     # A year or place the sentence lacks may come from its document, unless the sentence
                     # itself is about another one (the 2016 figure, the other country's trade).
-                    absent = missing_anchors(scoped, f"{hit.chunk.title}\n{hit.chunk.date}\n{sentence}")
+                    absent = missing_anchors(scoped, sentence)
                     ok = not any(competing_scope(t, sentence, question) for t in absent)
                 out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok))
         out.sort(key=lambda c: -c.score)
@@ -770,7 +775,9 @@ class ExtractiveAnswerer:
         span = ""
         if kind:
             holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
-            span = short_answer(kind, holder.sentence, question)
+            # The key terms' Vietnamese forms say which figure: 'engineers' -> 'kỹ sư'.
+            extra = tuple(syl for t in terms for f in t.forms for syl in f)
+            span = short_answer(kind, holder.sentence, question, extra)
             if holder is not chosen[0]:
                 chosen.remove(holder)
                 chosen.insert(0, holder)
@@ -784,7 +791,10 @@ class ExtractiveAnswerer:
         parts = question_parts(plan.question)
         missing_parts: list[str] = []
         if len(parts) == 2:
-            picked = [self._select(p, plan, hits) for p in parts]
+            # The second part keeps the first part's subject: in 'EMB-AI là gì và do công ty nào phát triển?'
+            # the company asked for is EMB-AI's, so its anchors must hold for the second part too.
+            subject = " ".join(t.surface for t in key_terms(parts[0], self.lexicon, self.index) if t.anchor and not t.scope)
+            picked = [self._select(parts[0], plan, hits), self._select(f"{parts[1]} {subject}".strip(), plan, hits)]
             missing_parts = [p for p, (c, _s) in zip(parts, picked, strict=True) if not c]
             if len(missing_parts) == 2:
                 return refusal
