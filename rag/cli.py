@@ -352,32 +352,30 @@ def documents_list(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
             typer.echo(f"{d.doc_id}  {d.date or '-':10}  {d.source or '-':18.18}  {d.chunks:4d}  {d.title[:60]}")
 
 
-@documents_app.command("delete", short_help="Remove a document (its file moves to RAG_HOME/trash).")
-def documents_delete(
-    doc_id: Annotated[str, typer.Argument(metavar="DOC_ID", hidden=True)], home: HomeOpt = None,
-) -> None:
-    """Remove document DOC_ID from the index (its file moves to RAG_HOME/trash)."""
+DocIdArg = Annotated[str, typer.Argument(metavar="DOC_ID", hidden=True)]
+
+
+def _document_action(action: str, doc_id: str, home: Path | None) -> None:
+    """Run Service.delete_document or Service.reingest and print the ingest report (or the error)."""
     service = _service(make_settings(home))
     try:
-        report = service.delete_document(doc_id)
+        report = service.delete_document(doc_id) if action == "delete" else service.reingest(doc_id)
     except RagError as exc:
         fail(exc)
         return
     typer.echo(report.summary())
+
+
+@documents_app.command("delete", short_help="Remove a document (its file moves to RAG_HOME/trash).")
+def documents_delete(doc_id: DocIdArg, home: HomeOpt = None) -> None:
+    """Remove document DOC_ID from the index (its file moves to RAG_HOME/trash)."""
+    _document_action("delete", doc_id, home)
 
 
 @documents_app.command("reingest")
-def documents_reingest(
-    doc_id: Annotated[str, typer.Argument(metavar="DOC_ID", hidden=True)], home: HomeOpt = None,
-) -> None:
+def documents_reingest(doc_id: DocIdArg, home: HomeOpt = None) -> None:
     """Clean, chunk and embed document DOC_ID again from its file."""
-    service = _service(make_settings(home))
-    try:
-        report = service.reingest(doc_id)
-    except RagError as exc:
-        fail(exc)
-        return
-    typer.echo(report.summary())
+    _document_action("reingest", doc_id, home)
 
 
 @app.command(short_help="Check that the index stores agree; say how to repair.")
