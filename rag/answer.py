@@ -496,7 +496,10 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
         # Not numbers that are part of a code or a name ('Nghị quyết 57-NQ/TW', 'Phiên họp 63').
         nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q
                 and not re.match(r"-[A-Za-zĐđ]", sentence[m.end() : m.end() + 2])
-                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.)\s*$", sentence[: m.start()])]
+                # Not a piece of a date written with slashes or dashes ('01-03/10/2023' holds no count of 10).
+                and not re.match(r"\s*[/-]\s*\d", sentence[m.end() : m.end() + 3])
+                and not re.search(r"\d\s*[/-]\s*$", sentence[max(0, m.start() - 3) : m.start()])
+                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.|thứ)\s*$", sentence[: m.start()])]
         return [(m.start(), m.end()) for m in nums if not _DATE.fullmatch(m.group().strip(".,"))] or [
             (m.start(), m.end()) for m in nums]
     if kind == "date":

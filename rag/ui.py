@@ -42,7 +42,7 @@ EXAMPLES = [
     "Có bao nhiêu kỹ sư CNTT Việt Nam đang làm việc tại Nhật Bản?",
     "EMB-AI là gì và được ra mắt khi nào?",
     "doanh nghiep o Osaka co the lien he co quan nao de hop tac KH&CN?",
-    "What did the Vietnamese delegation do at the STS forum in Kyoto?",
+    "How many Vietnamese IT engineers work in Japan?",
     "Which technology sectors did the Deputy Prime Minister prioritise for cooperation with Japan?",
 ]
 # Fonts that cover every Vietnamese letter (precomposed, all tones, ơ/ư/đ) in regular and bold, tried in

@@ -172,3 +172,11 @@ def test_two_part_question_says_which_part_is_not_covered(pipeline):
     assert not answer.refused, answer.text
     assert "EMB-AI" in answer.citations[0].quote
     assert "Tài liệu không nói về phần" in answer.text and "công ty nào phát triển" in answer.text
+
+
+def test_short_answer_skips_dates_and_ordinals_when_counting():
+    from rag.answer import short_answer
+
+    sentence = "Từ ngày 01-03/10/2023, Hội nghị thường niên lần thứ 20 thu hút hơn 1.500 đại biểu từ 80 quốc gia."
+    assert short_answer("number", sentence, "Hội nghị có bao nhiêu đại biểu?") == "hơn 1.500 đại biểu"
+    assert short_answer("number", "Ngày 15/7/2022, hai bên ký 3 thỏa thuận.", "Ký bao nhiêu thỏa thuận?").startswith("3")

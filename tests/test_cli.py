@@ -330,7 +330,7 @@ def assert_one_sentence(run: Run, *expected: str) -> str:
         pytest.param("", ("Vui lòng nhập câu hỏi.", "Please type a question."), id="empty"),
         pytest.param("   \t  ", ("Vui lòng nhập câu hỏi.", "Please type a question."), id="whitespace"),
         pytest.param(
-            ("Việt Nam hợp tác với Nhật Bản về khoa học. " * 500)[:20_000], ("2,000",), id="20k-chars"
+            ("Việt Nam hợp tác với Nhật Bản về khoa học. " * 500)[:20_000], ("2.000",), id="20k-chars"
         ),
         pytest.param("?!...", ("không có từ nào", "no words"), id="punctuation"),
     ],

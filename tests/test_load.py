@@ -1,5 +1,7 @@
 """Loading real files of every supported kind, and the one sentence each bad file produces."""
 
+from pathlib import Path
+
 import pytest
 
 from rag.errors import BadInput
@@ -79,10 +81,12 @@ def test_folder_load_skips_bad_files_and_keeps_good_ones(tmp_path):
     (tmp_path / "sub dir").mkdir()
     (tmp_path / "sub dir" / "Bài viết tiếng Việt.txt").write_text("Tiêu đề\nNội dung thật của bài.", encoding="utf-8")
     (tmp_path / "broken.pdf").write_bytes(b"garbage")
-    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04")  # not a supported suffix: ignored in folders
+    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04")  # a damaged Word file: skipped with a sentence
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")  # not a supported suffix: ignored in folders
     docs, skipped = load_paths([tmp_path])
     assert [d.doc_id for d in docs] == ["bai-viet-tieng-viet"]
-    assert [s.path.endswith("broken.pdf") for s in skipped] == [True]
+    assert sorted(Path(s.path).name for s in skipped) == ["broken.pdf", "notes.docx"]
+    assert "Word" in next(s for s in skipped if s.path.endswith(".docx")).reason_en
 
 
 def test_duplicate_ids_get_distinct_suffixes(tmp_path):
