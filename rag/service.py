@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
-from rag.errors import AccessDenied, BadInput, IndexBusy, IndexMissing, RagError
+from rag.errors import AccessDenied, BadInput, IndexBusy, RagError
 from rag.lock import writer_lock
 from rag.schema import DocumentInfo, IngestReportOut, SkippedOut, Status
 
@@ -388,10 +388,12 @@ class Service:
         return sorted(out, key=lambda d: (d.date, d.title), reverse=True)
 
     def _doc_info(self, doc_id: str) -> dict[str, Any]:
-        from rag.index import Index
-
-        index = Index.open(self.settings, must_exist=False)
-        info = index.manifest.get("docs", {}).get(doc_id)
+        """The manifest entry of a document (reads manifest.json only, not the chunk store or BM25)."""
+        try:
+            docs = json.loads(self.settings.manifest_path.read_text(encoding="utf-8")).get("docs", {})
+        except FileNotFoundError:
+            docs = {}
+        info = docs.get(doc_id)
         if info is None:
             raise BadInput(f"There is no document '{doc_id}' in the index.", f"Không có tài liệu '{doc_id}' trong chỉ mục.")
         return info
@@ -525,15 +527,3 @@ class Service:
         titles = {c.doc_id: c.title for c in p.index.chunks.values()}
         docs = sorted(((f"{t[:60]} ({d})", d) for d, t in titles.items()), key=lambda x: x[0])
         return sources, docs
-
-
-def ensure_index(settings: Settings) -> None:
-    """IndexMissing unless an index was built under RAG_HOME (cheap: one stat)."""
-    if not settings.manifest_path.exists() and not settings.chroma_host:
-        raise IndexMissing(detail=str(settings.manifest_path))
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """(result, seconds) of a call."""
-    t = time.perf_counter()
-    return fn(), time.perf_counter() - t

@@ -130,20 +130,6 @@ def test_chat_keeps_history(client):
 # ---------------------------------------------------------------- real browser
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.mark.slow
 def test_browser_conversation_keeps_history(browser, app_url, tmp_path):
     from playwright.sync_api import expect
