@@ -48,14 +48,15 @@ from rag.embed import Embedder
 from rag.entities import Entities, extract_entities
 from rag.errors import BadInput, IndexMissing, IndexModelMismatch
 from rag.guard import Limits, storage_error, store_unavailable
-from rag.load import Skipped, load_paths
+from rag.load import Skipped, discover, iter_documents
 from rag.text import index_tokens, split_sentences, strip_tokens
-from rag.types import Chunk
+from rag.types import Chunk, Document
 
 log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = "2"  # bump when cleaning/chunking/tokenising changes, to re-process every document
 _EMBED_BATCH = 64
+_INGEST_BATCH = 512  # chunks loaded, embedded and sent to Chroma per step of a streamed ingest
 
 
 @dataclass
@@ -80,11 +81,16 @@ class IngestReport:
         )
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, text: str | Iterable[str]) -> None:
+    """Replace `path` with `text` (a string, or lines written one by one so a 100k-chunk store is
+    never one string in memory) through a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
+        if isinstance(text, str):
+            f.write(text)
+        else:
+            f.writelines(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -162,6 +168,60 @@ class MetadataColumns:
         if date_to:
             mask &= self.date <= date_number(date_to, end=True)
         return mask
+
+
+class _SentenceSpill:
+    """Quotable-sentence vectors of the chunks embedded by a run, parked in an unnamed temporary file
+    under the index home until the sentence store is written: at 100k chunks they are ~640 MB of
+    float16 an ingest would otherwise hold in memory. The file vanishes when closed, even on a crash.
+
+    Maps chunk id -> (sentences key, float16 vectors), like the dict it replaces.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self._home = home
+        self._file: Any = None
+        self._rows: dict[str, tuple[bytes, int, int]] = {}  # chunk id -> (key, first row, count)
+        self._count = 0
+        self._dim = 0
+
+    def __setitem__(self, chunk_id: str, value: tuple[bytes, np.ndarray]) -> None:
+        key, vectors = value
+        block = np.ascontiguousarray(vectors, dtype=np.float16)
+        if block.size:
+            if self._file is None:
+                self._home.mkdir(parents=True, exist_ok=True)
+                self._file = tempfile.TemporaryFile(dir=self._home, prefix=".sentences-")  # noqa: SIM115 - closed by close()
+                self._dim = block.shape[1]
+            self._file.seek(self._count * self._dim * 2)
+            self._file.write(block.tobytes())
+        self._rows[chunk_id] = (key, self._count, len(block))
+        self._count += len(block)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._rows
+
+    def __getitem__(self, chunk_id: str) -> tuple[bytes, np.ndarray]:
+        key, start, count = self._rows[chunk_id]
+        if not count:
+            return key, np.zeros((0, self._dim), dtype=np.float16)
+        # Read, not memory-mapped: mapped pages would count in the process's resident memory.
+        self._file.flush()
+        data = os.pread(self._file.fileno(), count * self._dim * 2, start * self._dim * 2)
+        return key, np.frombuffer(data, dtype=np.float16).reshape(count, self._dim)
+
+    def key_and_count(self, chunk_id: str) -> tuple[bytes, int]:
+        """A chunk's sentences key and number of vectors, without reading them."""
+        key, _, count = self._rows[chunk_id]
+        return key, count
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file, self._rows, self._count = None, {}, 0
 
 
 class BM25Field:
@@ -247,7 +307,7 @@ class Index:
         self._sentence_matrix: np.ndarray = np.zeros((0, 0), dtype=np.float16)
         self._sentence_offsets: np.ndarray = np.zeros(1, dtype=np.int64)
         self._sentence_keys: np.ndarray = np.zeros(0, dtype="S16")
-        self._new_sentences: dict[str, tuple[bytes, np.ndarray]] = {}
+        self._new_sentences = _SentenceSpill(self.home)
         self.entities: dict[str, Entities] = {}  # chunk id -> places, organisations, people, programmes, sectors
         self._new_entities: dict[str, tuple[str, Entities]] = {}
         self._compounds: frozenset[tuple[str, ...]] | None = None
@@ -475,8 +535,8 @@ class Index:
         folder never drops the main corpus. Unchanged documents are not re-embedded.
         """
         report = IngestReport()
-        docs, report.skipped = load_paths(paths, Limits.from_settings(self.settings))
-        if not docs and not report.skipped:
+        files = discover(paths)
+        if not files:
             # An empty folder is almost always a mistake; never treat it as "delete everything".
             raise BadInput(
                 "No .txt, .md, .html or .pdf documents were found there; the index was not changed.",
@@ -492,10 +552,20 @@ class Index:
             report.reembedded_for_model = True
         col = self.collection()
 
+        # Documents stream through load -> clean -> chunk -> embed -> Chroma in batches of about
+        # _INGEST_BATCH chunks; only their chunks, vectors and entities stay in memory (the sentence
+        # vectors go to a temporary file), never the whole corpus's raw text.
         seen_ids: set[str] = set()
-        to_embed: list[Chunk] = []
+        embedded: list[Chunk] = []
+        pending: list[Chunk] = []
         new_docs: dict[str, dict[str, Any]] = {}
-        for raw in docs:
+        stream: Iterable[Document | Skipped] = iter_documents(files, Limits.from_settings(self.settings))
+        if progress is not None:
+            stream = progress(stream, len(files), "Ingesting")  # one item per file
+        for raw in stream:
+            if isinstance(raw, Skipped):
+                report.skipped.append(raw)
+                continue
             meta = {k: getattr(raw, k) for k in ("title", "source", "date", "language", "url")}
             digest = _doc_hash(raw.text, meta, self.settings)
             seen_ids.add(raw.doc_id)
@@ -510,6 +580,8 @@ class Index:
                     Skipped(raw.path, "no article text left after cleaning", "không còn nội dung sau khi làm sạch")
                 )
                 continue
+            if old:  # the replaced document's chunks leave Chroma before the new ones arrive
+                col.delete(where={"doc_id": raw.doc_id})
             (report.updated if old else report.added).append(raw.doc_id)
             new_docs[raw.doc_id] = {
                 "path": raw.path,
@@ -521,7 +593,13 @@ class Index:
                 "chunk_ids": [c.chunk_id for c in chunks],
                 "added_at": _now_iso(),
             }
-            to_embed.extend(chunks)
+            pending.extend(chunks)
+            if len(pending) >= _INGEST_BATCH:
+                self._embed_and_store(pending, embedder, None)
+                embedded.extend(pending)
+                pending = []
+        self._embed_and_store(pending, embedder, None)
+        embedded.extend(pending)
 
         removed = [
             doc_id
@@ -529,21 +607,21 @@ class Index:
             if doc_id not in seen_ids and _is_under(Path(info.get("path", "")), roots)
         ]
         report.removed = removed
-
-        # Chunks of replaced/removed documents leave Chroma before the new ones arrive.
-        for doc_id in [*removed, *report.updated]:
+        for doc_id in removed:
             col.delete(where={"doc_id": doc_id})
         if model_changed:  # every unchanged chunk must be re-embedded too
             unchanged_chunks = [c for c in self.chunks.values() if c.doc_id not in new_docs and c.doc_id not in removed]
-            to_embed.extend(unchanged_chunks)
-        self._embed_and_store(to_embed, embedder, progress)
-        report.chunks_embedded = len(to_embed)
+            for i in range(0, len(unchanged_chunks), _INGEST_BATCH):
+                self._embed_and_store(unchanged_chunks[i : i + _INGEST_BATCH], embedder, None)
+            embedded.extend(unchanged_chunks)
+        report.chunks_embedded = len(embedded)
 
         # Chunk store: drop removed/replaced docs, add new chunks.
         gone = set(removed) | set(new_docs)
         chunks_now = {cid: c for cid, c in self.chunks.items() if c.doc_id not in gone}
-        for c in to_embed:
+        for c in embedded:
             chunks_now[c.chunk_id] = c
+        del embedded
         docs_now = {k: v for k, v in known.items() if k not in gone}
         docs_now.update(new_docs)
         self._sweep(chunks_now, embedder, progress)
@@ -650,15 +728,16 @@ class Index:
             tokens.append(token_cache[cid][1])
         _atomic_write(
             self.home / "tokens.jsonl",
-            "".join(
+            (
                 json.dumps({"chunk_id": cid, "key": token_cache[cid][0], "tokens": " ".join(token_cache[cid][1])}, ensure_ascii=False)
                 + "\n"
                 for cid in ids
             ),
         )
+        del token_cache
         _atomic_write(
             self.home / "chunks.jsonl",
-            "".join(json.dumps(asdict(chunks_now[cid]), ensure_ascii=False) + "\n" for cid in ids),
+            (json.dumps(asdict(chunks_now[cid]), ensure_ascii=False) + "\n" for cid in ids),
         )
         entity_cache = {**self._load_entity_cache(), **self._new_entities}
         for cid in ids:
@@ -667,14 +746,17 @@ class Index:
                 entity_cache[cid] = (key, extract_entities(chunks_now[cid].text))
         _atomic_write(
             self.home / "entities.jsonl",
-            "".join(
+            (
                 json.dumps({"chunk_id": cid, "key": entity_cache[cid][0], **entity_cache[cid][1].as_metadata()},
                            ensure_ascii=False) + "\n"
                 for cid in ids
             ),
         )
         accented = BM25Field.build(ids, tokens)
-        plain = BM25Field.build(ids, _plain_tokens(tokens))
+        plain_tokens = _plain_tokens(tokens)
+        del tokens  # one field's token lists in memory at a time
+        plain = BM25Field.build(ids, plain_tokens)
+        del plain_tokens
         staging = Path(tempfile.mkdtemp(dir=self.home, prefix=".bm25-"))
         accented.save(staging / "accented")
         plain.save(staging / "plain")
@@ -690,15 +772,17 @@ class Index:
         old_rows = {cid: i for i, cid in enumerate(self.accented.ids)} if len(self.vectors) == len(self.accented.ids) else {}
         missing = [cid for cid in ids if cid not in self._new_vectors and cid not in old_rows]
         recovered = dict(zip(missing, self._vectors_from_chroma(missing), strict=False)) if missing else {}
-        rows = []
-        for cid in ids:
+        dim = next((len(v) for v in self._new_vectors.values()), 0) or (
+            self.vectors.shape[1] if self.vectors.ndim == 2 and len(self.vectors) else embedder.dim
+        )
+        vectors = np.zeros((len(ids), dim), np.float32)
+        for i, cid in enumerate(ids):  # filled in place: no second copy of every row
             if cid in self._new_vectors:
-                rows.append(self._new_vectors[cid])
+                vectors[i] = self._new_vectors.pop(cid)
             elif cid in old_rows:
-                rows.append(self.vectors[old_rows[cid]])
+                vectors[i] = self.vectors[old_rows[cid]]
             else:
-                rows.append(recovered[cid])
-        vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, embedder.dim), np.float32)
+                vectors[i] = recovered[cid]
         fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".vectors-", suffix=".npy")
         with os.fdopen(fd, "wb") as f:
             np.save(f, vectors)
@@ -730,39 +814,43 @@ class Index:
         its sentences when it quotes it, as it did before the store existed."""
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         keys = np.zeros(len(ids), dtype="S16")
-        parts: list[tuple[bytes, np.ndarray] | int] = []  # new (key, vectors), or a row of the old store
+        parts: list[str | int | None] = []  # a chunk id of this run, a row of the old store, or nothing
         for i, cid in enumerate(ids):
+            part: str | int | None
             if cid in self._new_sentences:
-                part: tuple[bytes, np.ndarray] | int = self._new_sentences[cid]
+                part = cid
+                keys[i], count = self._new_sentences.key_and_count(cid)
             else:
                 old = old_rows.get(cid)
-                have = old is not None and old + 1 < len(self._sentence_offsets)
-                part = old if have else _NO_SENTENCES  # type: ignore[assignment]
+                part = old if old is not None and old + 1 < len(self._sentence_offsets) else None
+                if part is None:
+                    keys[i], count = _NO_SENTENCES_KEY, 0
+                else:
+                    keys[i] = self._sentence_keys[part]
+                    count = int(self._sentence_offsets[part + 1] - self._sentence_offsets[part])
             parts.append(part)
-            if isinstance(part, int):
-                keys[i] = self._sentence_keys[part]
-                count = int(self._sentence_offsets[part + 1] - self._sentence_offsets[part])
-            else:
-                keys[i], count = part[0], len(part[1])
             offsets[i + 1] = offsets[i] + count
         dim = embedder.dim or (self.vectors.shape[1] if self.vectors.ndim == 2 else 0)
+        read_old = _row_reader(self._sentence_matrix)
         fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".sentences-", suffix=".npy")
         with os.fdopen(fd, "wb") as f:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
                       "shape": (int(offsets[-1]), dim)}
             np.lib.format.write_array_header_1_0(f, header)
             for part in parts:
+                if part is None:
+                    continue
                 if isinstance(part, int):
-                    block = self._sentence_matrix[self._sentence_offsets[part] : self._sentence_offsets[part + 1]]
+                    block = read_old(int(self._sentence_offsets[part]), int(self._sentence_offsets[part + 1]))
                 else:
-                    block = part[1]
+                    block = self._new_sentences[part][1]
                 f.write(np.ascontiguousarray(block, dtype=np.float16).reshape(-1, dim).tobytes())
         fd, tmp_rows = tempfile.mkstemp(dir=self.home, prefix=".sentences-", suffix=".npz")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, offsets=offsets, keys=keys)
         os.replace(tmp, self.home / "sentences.npy")
         os.replace(tmp_rows, self.home / "sentences.npz")
-        self._new_sentences = {}
+        self._new_sentences.close()
         self._sentence_offsets, self._sentence_keys = offsets, keys
         self._sentence_matrix = np.load(self.home / "sentences.npy", mmap_mode="r")
 
@@ -873,7 +961,24 @@ def _plain_tokens(tokens: list[list[str]]) -> list[list[str]]:
     return out
 
 
-_NO_SENTENCES: tuple[bytes, np.ndarray] = (b"-", np.zeros((0, 0), dtype=np.float16))  # key matches nothing
+_NO_SENTENCES_KEY = b"-"  # the sentences key of a chunk without stored vectors: matches no sentences
+
+
+def _row_reader(matrix: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    """`matrix[start:end]` as a function; rows of a memory-mapped .npy are read from the file instead,
+    so copying a whole store does not pull every mapped page into the process's resident memory."""
+    filename, offset = getattr(matrix, "filename", None), getattr(matrix, "offset", None)
+    if not isinstance(matrix, np.memmap) or filename is None or offset is None or matrix.ndim != 2:
+        return lambda start, end: matrix[start:end]
+    row_bytes = matrix.shape[1] * matrix.dtype.itemsize
+    f = open(filename, "rb")  # noqa: SIM115 - closed when the reader is collected
+
+    def read(start: int, end: int) -> np.ndarray:
+        data = os.pread(f.fileno(), (end - start) * row_bytes, offset + start * row_bytes)
+        return np.frombuffer(data, dtype=matrix.dtype).reshape(end - start, matrix.shape[1])
+
+    read.file = f  # type: ignore[attr-defined]
+    return read
 
 
 def _is_quotable(sentence: str) -> bool:

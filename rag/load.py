@@ -1,13 +1,15 @@
 """Files and folders -> raw Documents (.md/.txt with optional YAML front matter, .html, .pdf).
 
 Text is NFC-normalised here; boilerplate is removed later by `rag.clean`. Unreadable inputs raise
-`BadInput` with a sentence for the user; `load_paths` collects those per file instead of stopping.
+`BadInput` with a sentence for the user; `iter_documents` (streamed, for ingest) and `load_paths` report
+those per file instead of stopping.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,44 +319,53 @@ def discover(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _content_key(text: str) -> str:
+def _content_key(text: str) -> bytes:
     """Identity of a document's text, blind to whitespace and case (a copy under another name)."""
-    return hashlib.sha256(" ".join(text.casefold().split()).encode("utf-8")).hexdigest()
+    return hashlib.sha256(" ".join(text.casefold().split()).encode("utf-8")).digest()
 
 
-def load_paths(paths: list[Path], limits: Limits | None = None) -> tuple[list[Document], list[Skipped]]:
-    """Load every file under `paths`; bad files are reported in `Skipped`, never fatal.
+def iter_documents(paths: list[Path], limits: Limits | None = None) -> Iterator[Document | Skipped]:
+    """Load the files under `paths` one at a time: one Document or Skipped per file, oldest file first.
 
-    A file whose text equals another's (a copy under another name) is skipped, so its passages are not
-    indexed twice; the oldest file is kept, so an indexed original is never swapped for a new copy.
-    Duplicate doc ids get a short hash suffix so two files can never overwrite each other's chunks.
+    Streaming, so an ingest never holds the whole corpus: duplicates are caught by a content hash kept
+    per document (32 bytes), not by comparing loaded documents. Files come oldest first (ties in path
+    order), so the first file with a given text is the one kept and a later copy under another name is
+    skipped: an indexed original is never swapped for a new copy. A doc id already taken gets a short
+    hash suffix, so two files can never overwrite each other's chunks.
     """
-    loaded: list[tuple[Path, Document]] = []
-    skipped: list[Skipped] = []
-    for f in discover(paths):
-        try:
-            loaded.append((f, load_file(f, limits)))
-        except BadInput as exc:
-            skipped.append(Skipped(str(f), exc.en, exc.vi))
-    keeper: dict[str, Path] = {}
-    for f, doc in sorted(loaded, key=lambda item: _mtime(item[0])):  # stable: ties keep path order
-        keeper.setdefault(_content_key(doc.text), f)
-    docs: list[Document] = []
+    files = discover(paths)
+    keeper: dict[bytes, Path] = {}
     seen: set[str] = set()
-    for f, doc in loaded:
-        first = keeper[_content_key(doc.text)]
+    for f in sorted(files, key=_mtime):  # stable: ties keep path order
+        try:
+            doc = load_file(f, limits)
+        except BadInput as exc:
+            yield Skipped(str(f), exc.en, exc.vi)
+            continue
+        first = keeper.setdefault(_content_key(doc.text), f)
         if first != f:
-            skipped.append(Skipped(
+            yield Skipped(
                 str(f),
                 f"{f.name} has the same content as {first.name}; it was skipped so its passages are not indexed twice.",
                 f"{f.name} có nội dung trùng với {first.name}; đã bỏ qua để không lập chỉ mục hai lần.",
-            ))
+            )
             continue
         if doc.doc_id in seen:
             suffix = hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:6]
             doc = Document(**{**doc.__dict__, "doc_id": f"{doc.doc_id}-{suffix}"})
         seen.add(doc.doc_id)
-        docs.append(doc)
+        yield doc
+
+
+def load_paths(paths: list[Path], limits: Limits | None = None) -> tuple[list[Document], list[Skipped]]:
+    """Every file under `paths` loaded (`iter_documents`), documents in path order; bad files and
+    copies are reported in `Skipped`, never fatal."""
+    order = {str(f): i for i, f in enumerate(discover(paths))}
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    for item in iter_documents(paths, limits):
+        (skipped if isinstance(item, Skipped) else docs).append(item)  # type: ignore[arg-type]
+    docs.sort(key=lambda d: order.get(d.path, 0))
     return docs, skipped
 
 
