@@ -83,8 +83,20 @@ _SYLLABLE = re.compile(r"[\w&]+", re.UNICODE)  # hyphens and slashes split: EMB-
 
 
 def _syllables(text: str) -> list[str]:
+    return list(_folded_syllables(text))
+
+
+# Speed only, same output: the same passages and sentences are folded again and again while the
+# candidates of one question are scored, and a few thousand distinct syllables make up all of them.
+@lru_cache(maxsize=4096)
+def _folded_syllables(text: str) -> tuple[str, ...]:
     text = re.sub(r"['’]s\b", "", text)  # English possessive: "Japan's" -> "Japan"
-    return [strip_diacritics(t.replace("&", "")).lower() for t in _SYLLABLE.findall(text)]
+    return tuple(_fold_syllable(t) for t in _SYLLABLE.findall(text))
+
+
+@lru_cache(maxsize=1 << 16)
+def _fold_syllable(token: str) -> str:
+    return strip_diacritics(token.replace("&", "")).lower()
 
 
 def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
