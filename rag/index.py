@@ -224,6 +224,79 @@ class _SentenceSpill:
         self._file, self._rows, self._count = None, {}, 0
 
 
+@dataclass(frozen=True)
+class DenseShortlist:
+    """A PCA-reduced float32 copy of the chunk vectors for the first step of the dense pass.
+
+    The exact pass reads every vector for every query (100k x 384 float32 = 154 MB: memory-bound). This
+    reads `dims` of the 384 coordinates instead, along the vectors' principal axes, takes the `size`
+    best rows and rescores them with the exact vectors. Sentence embeddings concentrate in a few
+    directions, so the reduced dot product ranks nearly like the full one; random vectors do not,
+    which is why `build` measures the shortlist on the index's own rows and returns None (exact pass)
+    unless it keeps at least `min_recall` of the exact top-k.
+    """
+
+    projection: np.ndarray  # (dim, dims) principal axes
+    reduced: np.ndarray  # (rows, dims) = vectors @ projection
+    size: int  # rows rescored exactly per query
+    recall: float  # measured share of the exact top-k inside the shortlist
+
+    @classmethod
+    def build(
+        cls, vectors: np.ndarray, k: int, *, dims: int = 128, sizes: tuple[int, ...] = (10, 20, 40),
+        min_recall: float = 0.995, probes: int = 64,
+    ) -> DenseShortlist | None:
+        """The smallest shortlist (`sizes` are multiples of `k`) whose recall of the exact top-`k`, for
+        `probes` of the index's own vectors used as queries, is at least `min_recall`; else None."""
+        n = len(vectors)
+        if vectors.ndim != 2 or n == 0 or dims >= vectors.shape[1] or k <= 0 or max(sizes) * k * 4 > n:
+            return None
+        step = max(1, n // 8192)
+        sample = np.asarray(vectors[::step], dtype=np.float32)
+        _, axes = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
+        projection = np.ascontiguousarray(axes[:, ::-1][:, :dims], dtype=np.float32)
+        reduced = np.empty((n, dims), dtype=np.float32)
+        for start in range(0, n, 8192):
+            reduced[start : start + 8192] = vectors[start : start + 8192] @ projection
+        # Probe queries: rows spread over the index, nudged off themselves (a query is not a chunk).
+        rng = np.random.default_rng(0)
+        picked = np.asarray(vectors[np.sort(rng.choice(n, size=min(probes, n), replace=False))], dtype=np.float32)
+        queries = picked + np.asarray(vectors[np.sort(rng.choice(n, size=len(picked), replace=False))], np.float32)
+        queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        exact = _blocked_dot(np.asarray(vectors), queries)
+        approx = _blocked_dot(reduced, queries @ projection)
+        widest = max(sizes) * k
+        recalls = {size: [] for size in sizes}
+        for e, a in zip(exact, approx, strict=True):
+            truth = set(np.argpartition(-e, k - 1)[:k].tolist())
+            best = np.argpartition(-a, widest - 1)[:widest]
+            best = best[np.argsort(-a[best], kind="stable")]
+            for size in sizes:
+                recalls[size].append(len(truth & set(best[: size * k].tolist())) / k)
+        for size in sorted(sizes):
+            recall = float(np.mean(recalls[size]))
+            if recall >= min_recall:
+                return cls(projection, reduced, size * k, recall)
+        log.info("Dense shortlist off: recall %.3f < %.3f on this index's vectors.", np.mean(recalls[widest // k]), min_recall)
+        return None
+
+    def top_rows(self, queries: np.ndarray, rows: np.ndarray | None, excluded: np.ndarray | None) -> list[np.ndarray]:
+        """Per query, the shortlisted rows (sorted): among `rows` when given, else among the rows not
+        `excluded`."""
+        reduced_queries = np.asarray(queries, dtype=np.float32) @ self.projection
+        if rows is not None:
+            sims = _blocked_dot(self.reduced[rows], reduced_queries)
+        else:
+            sims = _blocked_dot(self.reduced, reduced_queries)
+            if excluded is not None:
+                sims[:, excluded] = -np.inf
+        out = []
+        for s in sims:
+            best = np.argpartition(-s, self.size - 1)[: self.size]
+            out.append(np.sort(best if rows is None else rows[best]))
+        return out
+
+
 class BM25Field:
     """One bm25s index plus its row -> chunk id mapping."""
 
@@ -300,6 +373,7 @@ class Index:
         self._collection: Any = None
         self._row_of: dict[str, int] = {}
         self.vectors = np.zeros((0, 0), dtype=np.float32)  # rows aligned with the chunk store order
+        self.shortlist: DenseShortlist | None = None  # first step of the dense pass on large indexes
         self.columns = MetadataColumns.build([])
         self._new_vectors: dict[str, np.ndarray] = {}
         # Quotable-sentence vectors: float16 rows (memory-mapped), a slice per chunk row, and a digest
@@ -341,12 +415,22 @@ class Index:
         }
         vectors_path = index.home / "vectors.npy"
         if vectors_path.exists():
-            index.vectors = np.load(vectors_path)
+            # Mapped, not read: the exact rescoring touches a few hundred rows per query on a large
+            # index, and instances on one machine share the pages.
+            index.vectors = np.asarray(np.load(vectors_path, mmap_mode="r"))
         if len(index.vectors) != len(index.chunks):
             index.vectors = index._vectors_from_chroma(list(index.chunks))
         index._load_sentence_store()
         index._build_columns()
+        index._build_shortlist()
         return index
+
+    def _build_shortlist(self) -> None:
+        n = len(self.vectors)
+        min_rows = self.settings.dense_shortlist_min_rows
+        self.shortlist = None
+        if min_rows and n >= min_rows:
+            self.shortlist = DenseShortlist.build(self.vectors, self.settings.candidates)
 
     def _load_sentence_store(self) -> None:
         """Map sentences.npy (not read into memory) when it matches the chunk rows; else leave it empty."""
@@ -432,8 +516,11 @@ class Index:
         Exact dot products over the in-memory matrix (rows aligned with the chunk store; `open` and
         `sync` always load it): filtered queries score only the allowed `rows` (Chroma's `where` costs
         ~35 ms at 100k vectors and 2% selectivity, this well under 1 ms), unfiltered ones the whole
-        matrix (~5 ms at 100k on one core, recall 100%). Above `settings.exact_search_max_rows` chunks,
-        unfiltered queries go to Chroma's HNSW index instead (all vectors in one request).
+        matrix (~5-16 ms at 100k on one core: memory-bound, recall 100%). From
+        `settings.dense_shortlist_min_rows` chunks on, when the index's vectors allow it, the pass reads
+        a reduced copy first and rescores a shortlist exactly (`DenseShortlist`). Above
+        `settings.exact_search_max_rows` chunks, unfiltered queries go to Chroma's HNSW index instead
+        (all vectors in one request).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
         n = len(self.accented.ids)  # equals Chroma's count (sync's sweep keeps them equal); count() costs ~6 ms
@@ -457,11 +544,23 @@ class Index:
         allowed = n if rows is None else len(rows)
         # A wide filter is one pass over the whole matrix and a mask: cheaper than copying most rows.
         wide = rows is None or len(rows) > n // 5
-        subset = None if wide else self.vectors[rows]
         excluded = None
         if rows is not None and wide:
             excluded = np.ones(n, dtype=bool)
             excluded[rows] = False
+        count = min(k, allowed)
+        shortlist = self.shortlist
+        if shortlist is not None and k <= self.settings.candidates and allowed >= 4 * shortlist.size:
+            # Large index: shortlist in the reduced vectors, then the exact scores of the shortlisted rows.
+            results = []
+            for vector, candidates in zip(vectors, shortlist.top_rows(vectors, None if wide else rows, excluded),
+                                          strict=True):
+                sims = self.vectors[candidates] @ vector
+                top = np.argpartition(-sims, count - 1)[:count]
+                top = top[np.argsort(-sims[top], kind="stable")]
+                results.append([(ids[int(candidates[i])], float(sims[i])) for i in top])
+            return results
+        subset = None if wide else self.vectors[rows]
         results = []
         all_sims = _blocked_dot(self.vectors, vectors) if subset is None else None
         for j, vector in enumerate(vectors):
@@ -471,7 +570,6 @@ class Index:
                     sims[excluded] = -np.inf
             else:
                 sims, positions = subset @ vector, rows
-            count = min(k, allowed)
             top = np.argpartition(-sims, count - 1)[:count] if len(sims) > count else np.arange(len(sims))
             top = top[np.argsort(-sims[top], kind="stable")]
             rows_of_top = top if positions is None else positions[top]
@@ -800,8 +898,10 @@ class Index:
         self.chunks = chunks_now
         self.accented, self.plain = accented, plain
         self._row_of = {cid: i for i, cid in enumerate(ids)}
-        self.vectors = vectors
+        del vectors
+        self.vectors = np.asarray(np.load(self.home / "vectors.npy", mmap_mode="r"))
         self._build_columns()
+        self._build_shortlist()
         self._compounds = None
         self.phrase_cache = {}
 
