@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from rag.embed import SentenceTransformerEmbedder, bundled_model_path
@@ -192,3 +193,30 @@ def test_extractive_answer_embeds_no_sentences_at_question_time(pipeline, embedd
     answerer = ExtractiveAnswerer(pipeline.index, _NoDocumentEmbedding(embedder), pipeline.lexicon)
     answer = answerer.answer(result.plan, result.hits)
     assert not answer.refused and "5.000" in answer.text
+
+
+def test_streamed_ingest_dedupes_copies_across_batches_and_leaves_no_temporary_files(
+    tmp_path, corpus_copy, embedder, monkeypatch
+):
+    """Batches of one chunk: the copy arrives many batches after its original and is still caught."""
+    import rag.index as index_module
+
+    copy = corpus_copy / "zz-ban-sao.md"
+    copy.write_text((corpus_copy / "dien-dan-sts-kyoto-2023.md").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(index_module, "_INGEST_BATCH", 1)
+    settings = make_settings(tmp_path / "home")
+    report = Index.open(settings, must_exist=False).sync([corpus_copy], embedder)
+    assert [os.path.basename(s.path) for s in report.skipped] == ["zz-ban-sao.md"]
+    assert "same content as dien-dan-sts-kyoto-2023.md" in report.skipped[0].reason_en
+    reopened = Index.open(settings)
+    _consistent(reopened)
+    assert len(reopened.manifest["docs"]) == 5 and report.chunks_embedded == len(reopened.chunks)
+    for cid, chunk in reopened.chunks.items():
+        assert reopened.sentence_vectors(cid, _quotable(chunk.text)) is not None, cid
+    assert not [p.name for p in settings.home.iterdir() if p.name.startswith(".")]
+    # The same corpus in one batch gives the same index.
+    monkeypatch.setattr(index_module, "_INGEST_BATCH", 10_000)
+    one_batch = Index.open(make_settings(tmp_path / "home2"), must_exist=False)
+    one_batch.sync([corpus_copy], embedder)
+    assert list(one_batch.chunks) == list(reopened.chunks)
+    assert np.allclose(one_batch.vectors, reopened.vectors, atol=1e-5)

@@ -101,3 +101,26 @@ def test_duplicate_ids_get_distinct_suffixes(tmp_path):
 def test_missing_path_is_bad_input(tmp_path):
     with pytest.raises(BadInput):
         load_paths([tmp_path / "nope"])
+
+
+def test_iter_documents_streams_one_item_per_file_oldest_first_and_keeps_the_oldest_copy(tmp_path):
+    import os
+
+    from rag.load import Skipped, iter_documents
+
+    text = "---\ntitle: Bài gốc\n---\nHai bên thống nhất đào tạo 1.000 kỹ sư bán dẫn trong năm năm tới."
+    (tmp_path / "a-copy.md").write_text(text.replace("\n", "\r\n"), encoding="utf-8")  # same text, newer file
+    (tmp_path / "m-other.md").write_text("Một bài khác hẳn, về hợp tác y tế.", encoding="utf-8")
+    (tmp_path / "z-original.md").write_text(text, encoding="utf-8")
+    (tmp_path / "broken.pdf").write_bytes(b"garbage")
+    for age, name in enumerate(["a-copy.md", "m-other.md", "broken.pdf", "z-original.md"]):
+        os.utime(tmp_path / name, ns=(1_000_000_000 * (100 - age), 1_000_000_000 * (100 - age)))
+    items = list(iter_documents([tmp_path]))
+    assert len(items) == 4  # one per file, so an ingest can count its progress in files
+    names = [Path(i.path).name for i in items]
+    assert names == ["z-original.md", "broken.pdf", "m-other.md", "a-copy.md"]  # oldest first
+    copy = items[-1]
+    assert isinstance(copy, Skipped) and "same content as z-original.md" in copy.reason_en
+    docs, skipped = load_paths([tmp_path])
+    assert [d.doc_id for d in docs] == ["m-other", "z-original"]  # load_paths: path order
+    assert sorted(Path(s.path).name for s in skipped) == ["a-copy.md", "broken.pdf"]

@@ -131,3 +131,57 @@ def test_warm_up_builds_the_lazy_structures_before_the_first_user(pipeline):
     entities._INDEX_CACHE.clear()
     assert pipeline.warm_up() > 0
     assert entities._INDEX_CACHE and entities._INDEX_CACHE[0].ids_source is pipeline.index.accented.ids
+
+
+@pytest.fixture(scope="module")
+def real_matrix(pipeline, embedder):
+    """Real vectors for the shortlist tests: 12-word windows of the seed corpus (step 6) embedded by the
+    bundled model, ~800 rows."""
+    windows = []
+    for chunk in pipeline.index.chunks.values():
+        w = chunk.text.split()
+        windows += [" ".join(w[i : i + 12]) for i in range(0, max(len(w) - 11, 1), 6)]
+    return np.asarray(embedder.embed_documents(sorted(set(windows))), dtype=np.float32)
+
+
+def test_dense_shortlist_then_exact_rescoring_returns_the_exact_top_k_on_real_vectors(real_matrix, embedder, tmp_path):
+    from rag.index import BM25Field, DenseShortlist, Index, MetadataColumns
+    from tests.conftest import make_settings
+
+    matrix = real_matrix
+    k = 5
+    assert len(matrix) >= 500
+    shortlist = DenseShortlist.build(matrix, k, dims=96, sizes=(4, 8, 16), min_recall=0.99)
+    assert shortlist is not None and shortlist.size < len(matrix) // 4
+    index = Index(make_settings(tmp_path / "home"))
+    index.vectors = matrix
+    index.accented = BM25Field(None, [f"s{i}" for i in range(len(matrix))])
+    index.columns = MetadataColumns.build([])
+    queries = embedder.embed_queries([
+        "Có bao nhiêu kỹ sư CNTT Việt Nam tại Nhật Bản?", "How many delegates attended the 20th STS forum?",
+        "hợp tác bán dẫn với Nhật Bản", "Bộ trưởng làm việc với mạng lưới VJOIN", "sở hữu trí tuệ WIPO Geneva",
+    ])
+    wide = np.arange(0, len(matrix), 3)  # a third of the rows: the masked full pass
+    for rows in (None, wide):
+        index.shortlist = None
+        exact = index.dense_search_many(queries, k, rows)
+        index.shortlist = shortlist
+        shortlisted = index.dense_search_many(queries, k, rows)
+        assert [[cid for cid, _ in r] for r in shortlisted] == [[cid for cid, _ in r] for r in exact]
+        for a, b in zip(shortlisted, exact, strict=True):
+            assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-6)
+
+
+def test_dense_shortlist_stays_off_where_it_would_lose_results():
+    """Random unit vectors have no principal axes: the probe recall is low and the exact pass is kept."""
+    from rag.index import DenseShortlist
+
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((6000, 384)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    assert DenseShortlist.build(matrix, 10, dims=128, sizes=(10, 20)) is None
+    assert DenseShortlist.build(matrix[:100], 10) is None  # too few rows for a shortlist to pay
+
+
+def test_small_indexes_search_exactly(pipeline):
+    assert pipeline.index.shortlist is None  # below RAG_DENSE_SHORTLIST_MIN_ROWS: the exact pass
