@@ -42,6 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 VIWIKI = Path("/work/shared/corpora/viwiki.tar.xz")
 HASH_MODEL = "bench-hash-384"
+GAUSS_MODEL = "bench-gauss-384"  # chunk vectors drawn with the covariance of real chunk vectors
 HASH_DIM = 384
 # Stages reported in the table, in this order; any other key retrieve() puts in timings_ms is kept in the
 # JSON, and "other" is total minus every reported stage (planning, masks, fusion, building hits).
@@ -446,6 +447,8 @@ def timed_sync(settings: Any, paths: list[Path], embedder: Any) -> dict[str, Any
         "chunks": report.total_chunks,
         "skipped": len(report.skipped),
         "rag_code": rag_fingerprint(),
+        # ru_maxrss of this process, which did nothing heavier before the build: the ingest's peak.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
@@ -577,11 +580,54 @@ def build_seed(home: Path, real: Any, rebuild: bool) -> dict[str, Any]:
     return info
 
 
-def build_synthetic(home: Path, chunks: int, viwiki: Path, rebuild: bool) -> dict[str, Any]:
+class GaussHashEmbedder(HashEmbedder):
+    """HashEmbedder under another name: an index whose chunk vectors `covariance_matched_chunks` replaced."""
+
+    name = GAUSS_MODEL
+
+
+@contextlib.contextmanager
+def covariance_matched_chunks(real_vectors: np.ndarray) -> Iterator[None]:
+    """While building, each chunk's vector is drawn (seeded by a hash of its text) from a Gaussian with the
+    mean and covariance of `real_vectors` (real chunk vectors of the bundled model), then normalised.
+
+    Hash vectors are isotropic: every direction carries the same variance, unlike any sentence
+    embedding, whose variance sits in a few directions. That spectrum decides how an approximate or
+    reduced search ranks (HNSW, the dense shortlist); with it, those numbers mean something. Sentence
+    vectors (the extractive answerer's) stay hash vectors.
+    """
+    from rag.index import Index
+
+    mean = real_vectors.mean(axis=0)
+    values, axes = np.linalg.eigh(np.cov(real_vectors, rowvar=False))
+    factor = (axes * np.sqrt(np.clip(values, 0, None))).astype(np.float32)  # cov = factor @ factor.T
+    original = Index._embed_batch
+
+    def patched(self: Any, batch: list[Any], embedder: Any) -> np.ndarray:
+        original(self, batch, embedder)  # the sentence store and the work of a real batch
+        z = np.stack([
+            np.random.default_rng(int.from_bytes(hashlib.blake2b(c.text.encode("utf-8"), digest_size=8).digest(), "big"))
+            .standard_normal(len(mean)) for c in batch
+        ]).astype(np.float32)
+        v = mean + z @ factor.T
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    Index._embed_batch = patched  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Index._embed_batch = original  # type: ignore[method-assign]
+
+
+def build_synthetic(
+    home: Path, chunks: int, viwiki: Path, rebuild: bool, real_vectors: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The synthetic index: hash chunk vectors, or with `real_vectors` covariance-matched ones."""
     settings = make_settings(home)
     cache = home / "bench_build.json"
+    kind = "hash" if real_vectors is None else "covariance-matched"
     info = None if rebuild else cached_build(home, settings, target_chunks=chunks)
-    if info is not None:
+    if info is not None and info.get("vectors_kind", "hash") == kind:
         return info
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -598,12 +644,21 @@ def build_synthetic(home: Path, chunks: int, viwiki: Path, rebuild: bool) -> dic
             written["estimated_chunks"],
             prep,
         )
-        info = timed_sync(settings, [docs_dir], HashEmbedder())
+        if real_vectors is None:
+            info = timed_sync(settings, [docs_dir], HashEmbedder())
+        else:
+            with covariance_matched_chunks(real_vectors):
+                info = timed_sync(settings, [docs_dir], GaussHashEmbedder())
     info.update(
         target_chunks=chunks,
         corpus_prep_s=round(prep, 2),
         written=written,
-        embedding="synthetic document vectors (bench-hash-384); query embedding real",
+        vectors_kind=kind,
+        embedding=(
+            "synthetic document vectors (bench-hash-384); query embedding real" if real_vectors is None else
+            f"synthetic chunk vectors with the covariance of {len(real_vectors)} real chunk vectors "
+            "(bench-gauss-384); query embedding real"
+        ),
     )
     cache.write_text(json.dumps(info, indent=1), encoding="utf-8")
     info["cached"] = False
@@ -784,8 +839,11 @@ def chroma_vs_ours(
         "top_k_overlap_mean": round(float(np.mean(overlap)), 3),
         "note": "mask + np.flatnonzero included in ours; query vectors pre-computed for both",
     }
+    shortlist = index.shortlist
+    index.shortlist = None  # the exact pass, as reference
     t_exact, r_exact = measure(ours_unfiltered)
     t_rows, _ = measure(ours_exact_all)
+    index.shortlist = shortlist
     t_hnsw, r_hnsw = measure(chroma_hnsw)
     recall = [len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(r_exact, r_hnsw, strict=True)]
     out["unfiltered"] = {
@@ -793,10 +851,21 @@ def chroma_vs_ours(
         "exact_all_rows_ms": stats(t_rows),
         "chroma_hnsw_ms": stats(t_hnsw),
         "hnsw_recall_vs_exact": round(float(np.mean(recall)), 3),
+        "dense_shortlist": None if shortlist is None else {"size": shortlist.size, "probe_recall": round(shortlist.recall, 4)},
         "note": "exact = Index.dense_search(rows=None) below RAG_EXACT_SEARCH_MAX_ROWS; exact_all_rows = "
         "Index.dense_search(rows=every row), the path of a ~100% filter; HNSW recall on synthetic (random) "
         "document vectors is a worst case for HNSW",
     }
+    if shortlist is not None:
+        t_short, r_short = measure(ours_unfiltered)
+        t_short_rows, _ = measure(ours_exact_all)
+        same = [len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(r_exact, r_short, strict=True)]
+        out["unfiltered"].update(
+            shortlist_ms=stats(t_short),
+            shortlist_all_rows_ms=stats(t_short_rows),
+            shortlist_recall_vs_exact=round(float(np.mean(same)), 4),
+            shortlist_identical_top_k=sum(a == b for a, b in zip(r_exact, r_short, strict=True)),
+        )
     return out
 
 
@@ -903,6 +972,56 @@ def measure_corpus(
     return result
 
 
+def serve_memory(home: Path, queries: int) -> dict[str, Any]:
+    """Peak RSS of a fresh process that opens the index the way the app does (`rag.service.Service`,
+    extractive answers) and answers `queries` bench questions, cycling through the four filter kinds."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-rss", str(home), "--queries", str(queries)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if out.returncode != 0:
+        log.warning("serve-rss failed: %s", out.stderr[-2000:])
+        return {"error": out.stderr[-500:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _serve_rss_child(home: Path, queries: int) -> int:
+    from rag.chain import Pipeline
+    from rag.config import apply_thread_limits
+    from rag.embed import LoadedEmbedder, load_embedder
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+    from rag.service import Service
+
+    settings = make_settings(home)
+    apply_thread_limits(settings)
+    real = load_embedder(settings).embedder
+    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def factory(s: Any) -> Any:
+        index = Index.open(s)
+        embedder = real if index.embedding_model == real.name else RealQueryEmbedder(real, index.embedding_model)
+        return Pipeline(s, LoadedEmbedder(embedder), index, default_lexicon(), reranker=None)
+
+    t = time.perf_counter()
+    service = Service(settings, pipeline_factory=factory)
+    service.start()
+    open_s = time.perf_counter() - t
+    rss_open = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    makers = filter_makers(service.pipeline.index)
+    kinds = list(makers)
+    for i, q in enumerate(bench_questions()[:queries]):
+        service.ask(q, filters=makers[kinds[i % len(kinds)]](i))
+    print(json.dumps({
+        "queries": queries,
+        "filters": kinds,
+        "open_s": round(open_s, 2),
+        "peak_rss_mb_model_loaded": round(rss_model, 1),
+        "peak_rss_mb_index_open": round(rss_open, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "dense_shortlist": None if service.pipeline.index.shortlist is None else service.pipeline.index.shortlist.size,
+    }))
+    return 0
+
+
 def estimate_real_embedding(home: Path, real: Any, sample: int = 64) -> dict[str, Any]:
     """How long the real model would take to embed this corpus's chunks (sampled)."""
     from rag.index import Index
@@ -980,7 +1099,8 @@ def markdown(results: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "| corpus | build (s) | phases (s) | index on disk | open (s) | first query (ms) | peak RSS (MB) | vectors |",
+        "| corpus | build (s) | phases (s) | index on disk | open (s) | first query (ms) | peak RSS (MB): build "
+        "/ app serving / this bench | vectors |",
         "|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for c in results["corpora"]:
@@ -996,7 +1116,8 @@ def markdown(results: dict[str, Any]) -> str:
         fq_parts = ", ".join(f"{k} {v:g}" for k, v in fq.get("timings_ms", {}).items() if k != "total")
         lines.append(
             f"| {c['corpus']} | {b['seconds']:g}{cached}{stale} | {phases} | {total / 2**20:.1f} MB "
-            f"({size}) | {c['open_s']:g} | {fq.get('wall_ms', 0):g} ({fq_parts}) | {c['peak_rss_mb']:g} "
+            f"({size}) | {c['open_s']:g} | {fq.get('wall_ms', 0):g} ({fq_parts}) | {b.get('peak_rss_mb', '?')} / "
+            f"{c.get('serve', {}).get('peak_rss_mb', '?')} / {c['peak_rss_mb']:g} "
             f"| {b.get('embedding', '')} |"
         )
     langs = ("vi", "vi_nodiac", "en")
@@ -1041,6 +1162,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {u['exact_all_rows_ms']['p50']} | {u['exact_all_rows_ms']['p95']} "
             f"| {u['exact_all_rows_ms']['p99']} | {u['exact_all_rows_ms']['mean']} | |",
         ]
+        if "shortlist_ms" in u:
+            sl, sla = u["shortlist_ms"], u["shortlist_all_rows_ms"]
+            lines += [
+                f"| unfiltered: shortlist of {u['dense_shortlist']['size']} (reduced vectors) + exact rescoring "
+                f"(used by retrieve) | {sl['p50']} | {sl['p95']} | {sl['p99']} | {sl['mean']} "
+                f"| recall vs exact {u['shortlist_recall_vs_exact']:.1%}, identical top-k "
+                f"{u['shortlist_identical_top_k']}/{results['queries']} |",
+                f"| every row allowed, shortlist | {sla['p50']} | {sla['p95']} | {sla['p99']} | {sla['mean']} | |",
+            ]
     for c in results["corpora"]:
         diag = c.get("bm25_topk_diagnostic")
         if not diag:
@@ -1094,13 +1224,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-chroma-compare", action="store_true")
     parser.add_argument(
+        "--vectors", choices=("covariance", "hash"), default="covariance",
+        help="synthetic chunk vectors: drawn with the covariance of real chunk vectors (default; needs "
+        "--real-chunks chunks embedded once with the bundled model, cached under --home) or isotropic hashes",
+    )
+    parser.add_argument("--real-chunks", type=int, default=4000, help="real chunks embedded for the covariance")
+    parser.add_argument(
         "--blas-threads",
         type=int,
         default=1,
         help="numpy BLAS threads while measuring, as RAG_BLAS_THREADS in the app (default 1; 0 = library default)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--serve-rss", type=Path, default=None, help=argparse.SUPPRESS)  # the child of serve_memory
     args = parser.parse_args(argv)
+    if args.serve_rss is not None:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+        return _serve_rss_child(args.serve_rss, args.queries)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     for noisy in ("chromadb", "httpx", "sentence_transformers", "rag.index"):
@@ -1140,7 +1281,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus in ("synthetic", "all"):
         home = args.home / f"synthetic-{args.chunks}"
         label = f"synthetic-{args.chunks // 1000}k" if args.chunks >= 1000 else f"synthetic-{args.chunks}"
-        builds[label] = (home, build_synthetic(home, args.chunks, args.viwiki, args.rebuild))
+        real_vectors = None
+        if args.vectors == "covariance":
+            from dense_shortlist import real_vectors as embed_real_chunks
+
+            real_vectors = embed_real_chunks(args.home / "real-vectors", args.real_chunks)[0]
+        builds[label] = (home, build_synthetic(home, args.chunks, args.viwiki, args.rebuild, real_vectors))
     if args.build_only:
         print(json.dumps({k: b for k, (_, b) in builds.items()}, indent=1, ensure_ascii=False))
         return 0
@@ -1156,7 +1302,8 @@ def main(argv: list[str] | None = None) -> int:
             label,
             home,
             build,
-            RealQueryEmbedder(real) if synthetic else real,
+            RealQueryEmbedder(real, json.loads((home / "manifest.json").read_text())["embedding_model"])
+            if synthetic else real,
             real,
             questions,
             args.warmup,
@@ -1166,6 +1313,8 @@ def main(argv: list[str] | None = None) -> int:
         if synthetic:
             entry["vectors"] = "document vectors synthetic; query embedding real"
             entry["real_embedding_estimate"] = estimate_real_embedding(home, real)
+        log.info("%s: peak RSS of a process serving it like the app", label)
+        entry["serve"] = serve_memory(home, len(questions))
         results["corpora"].append(entry)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
