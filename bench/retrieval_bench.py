@@ -520,6 +520,9 @@ def write_synthetic_docs(
             title = path.stem + (f" (bản {rep + 1})" if rep else "")
             meta = synthetic_meta(doc_id)
             body = path.read_text(encoding="utf-8", errors="replace")
+            if rep:
+                # A repeat must differ in its text, or ingest skips it as a copy of the original.
+                body = f"Bản sao thứ {rep} của bài viết này, dùng để đo hiệu năng.\n\n{body}"
             front = "\n".join(
                 [
                     "---",
