@@ -23,7 +23,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +71,10 @@ W_ANCHOR = 1.5
 W_TERM = 1.0
 W_COMMON = 0.35
 UNKNOWN_ENGLISH_WEIGHT = 0.5
+# A content word this rare in the fixed reference (in under 1% of its articles: 'học phí', 'trí thức', 'visa')
+# names what is asked as much as a name does: a passage without it is about something else.
+RARE_WEIGHT = 1.0
+MAIN_TRIES = 5  # best-scoring sentences tried as the main quote before refusing
 TOPIC_SHARE = 0.4  # share of the non-anchor terms the quoted sentences must hold (calibrated with distractors)
 # Terms nearly every document of this domain contains: they neither anchor nor discriminate.
 _COMMON = frozenset({
@@ -107,6 +111,7 @@ class KeyTerm:
     weight: float
     anchor: bool = False
     scope: str = ""  # 'year' / 'place' for anchors that scope a figure (same figure, other year or country)
+    required: bool = False  # a rare word (see RARE_WEIGHT): the passage must hold it, like an anchor
 
 
 @lru_cache(maxsize=1)
@@ -233,8 +238,11 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     terms: list[KeyTerm] = []
     for surface, sub in groups:
         forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
-        forms = {f for f in forms if f and not _is_function_phrase(f)}
-        if not forms or all(_is_frame(f) for f in forms) or (surface.strip() == "ai" and who_word):
+        forms = {f for f in forms if f}
+        # A lexicon term is dropped only when every form of it is a function phrase: 'cơ sở' folds to
+        # 'co so' (two function words without tones) yet is the term 'facilities'.
+        if (not forms or all(_is_function_phrase(f) for f in forms) or all(_is_frame(f) for f in forms)
+                or (surface.strip() == "ai" and who_word)):
             continue
         is_place = any("place" in _lexicon_kinds().get(f, ()) for f in forms)
         if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
@@ -242,13 +250,22 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
             # country must not answer a question about them.
             terms.append(KeyTerm(surface, tuple(sorted(forms)), W_COMMON, is_place, "place" if is_place else ""))
             continue
+        month = next((f[1].lstrip("0") for f in forms if len(f) == 2 and f[0] == "thang" and f[1].isdigit()
+                      and 1 <= int(f[1]) <= 12), "")
+        if month:  # 'October' / 'tháng 10': also written '01-03/10/2023' — matched on the text (see coverage)
+            terms.append(KeyTerm(surface, tuple(sorted(forms)), W_TERM, False, "month:" + month))
+            continue
         anchor = _is_anchor_group(forms, surface, cased)
         vi_forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *([] if english else [surface]))} & forms
         weight = W_ANCHOR if anchor else (_term_weight(vi_forms) if vi_forms else W_TERM)
-        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else ""))
+        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else "",
+                             required=bool(vi_forms) and not anchor and weight >= RARE_WEIGHT))
     for word in leftovers:
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
-        if not form or (_is_function_phrase(form) and word.lower() not in acronyms) or _is_frame(form):
+        # With tones a word is judged as written ('tải' = download is content, 'tại' = at is not);
+        # without them only the folded form is there to judge.
+        function = _is_function_word(word) if word != strip_diacritics(word) else _is_function_phrase(form)
+        if not form or (function and word.lower() not in acronyms) or _is_frame(form):
             continue
         if form == ("ai",) and not word.isupper() and who_word:
             continue  # Vietnamese 'ai' = who
@@ -266,7 +283,8 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         anchor = has_digit or acronym or capital
         weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
         scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
-        terms.append(KeyTerm(word, (form,), weight, anchor, scope))
+        terms.append(KeyTerm(word, (form,), weight, anchor, scope,
+                             required=not english and not anchor and weight >= RARE_WEIGHT))
     return terms
 
 
@@ -280,6 +298,13 @@ _FRAME = frozenset({
 
 def _is_frame(form: tuple[str, ...]) -> bool:
     return form in _FRAME
+
+
+def _is_function_word(word: str) -> bool:
+    """A word or compound written with tones that is only function words ('ở đâu', 'về'; not 'tải')."""
+    parts = word.lower().split()
+    return is_stopword("_".join(parts)) or (all(is_stopword(p) for p in parts if not p.isdigit()) and not any(
+        p.isdigit() for p in parts))
 
 
 def _is_function_phrase(form: tuple[str, ...]) -> bool:
@@ -317,6 +342,9 @@ def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
     ctx_set = set(ctx)
     got = 0.0
     for t in terms:
+        if t.scope.startswith("month:"):
+            got += t.weight * _has_month(text, t.scope[6:])
+            continue
         f = _found(t, hay, hay_set)
         if f < 1.0 and t.anchor and ctx:
             f = max(f, _found(t, ctx, ctx_set))
@@ -325,6 +353,14 @@ def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
 
 
 _YEAR = re.compile(r"(?:19|20)\d{2}")
+
+
+def _has_month(text: str, month: str) -> bool:
+    """Whether `text` names the month: 'tháng 10', '10/2023', '01-03/10/2023', '17/10'."""
+    m = f"0?{month}"
+    folded = strip_diacritics(text).lower()
+    return bool(re.search(rf"\bthang\s+{m}\b|(?<![\d/])\d{{1,2}}\s*/\s*{m}(?!\s*/?\d)|(?<![\d/.]){m}\s*/\s*(?:19|20)\d{{2}}\b"
+                          rf"|\d{{1,2}}\s*/\s*{m}\s*/\s*(?:19|20)?\d{{2}}\b", folded))
 
 
 def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
@@ -425,16 +461,20 @@ def relation_holds(rel: tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, .
 # Expected answer type, from the question's wording (checked on text without tones).
 _ANSWER_TYPES = (
     ("date", re.compile(r"\b(khi nao|bao gio|ngay nao|ngay bao nhieu|nam nao|thang nao|thang may|luc nao|when|"
-                        r"what date|which date|which year|what year|which month|hom nao)\b")),
+                        r"what date|which date|which years?|what years?|which month|hom nao)\b")),
     ("number", re.compile(r"\b(bao nhieu|may|so luong|how many|how much|how large|what number|dan so|population|"
-                          r"hoc phi|tuition|doanh thu|revenue)\b")),
+                          r"hoc phi|tuition|doanh thu|revenue|"
+                          # 'What is the population of …': the noun after 'what is the' names a figure.
+                          r"what(?: is| was|'s| are| were)? the (?:population|number|total|amount|size|cost|price|"
+                          r"tuition|revenue|budget|value))\b")),
     ("place", re.compile(r"\b(o dau|tai dau|noi nao|thanh pho nao|tinh nao|dia phuong nao|where|which city|"
                          r"which prefecture|which province|which country)\b")),
     ("person", re.compile(r"\b(who|whom|whose|ten la gi|ten gi|ten cua)\b")),
 )
 _TITLE = re.compile(
     r"\b(Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
-    r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|ông|bà|GS|PGS|TS|Minister|Ambassador|Mr|Ms|Dr)\b"
+    r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|nhà khoa học|nhà nghiên cứu|chuyên gia|giáo sư|ông|bà|GS|PGS|TS|Minister|"
+    r"Ambassador|Mr|Ms|Dr)\b"
 )
 # The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
 _TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
@@ -499,7 +539,11 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
                 # Not a piece of a date written with slashes or dashes ('01-03/10/2023' holds no count of 10).
                 and not re.match(r"\s*[/-]\s*\d", sentence[m.end() : m.end() + 3])
                 and not re.search(r"\d\s*[/-]\s*$", sentence[max(0, m.start() - 3) : m.start()])
-                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.|thứ)\s*$", sentence[: m.start()])]
+                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.|thứ)\s*$", sentence[: m.start()])
+                # Nor a point in time ('thập niên 1900', 'thế kỷ 20', 'năm 2016'): not a count of anything.
+                and not re.search(r"(thập niên|thập kỷ|thế kỷ|năm|decade|century)\s*$", sentence[: m.start()],
+                                  re.IGNORECASE)]
+        nums = [m for m in nums if _figure_of_asked_place(sentence, m.start(), question)]
         return [(m.start(), m.end()) for m in nums if not _DATE.fullmatch(m.group().strip(".,"))] or [
             (m.start(), m.end()) for m in nums]
     if kind == "date":
@@ -517,6 +561,10 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
                 continue
             before = strip_diacritics(sentence[max(0, start - 80) : start])
             titles = {m.group().lower() for m in _TITLE_FOLDED.finditer(before)}
+            # '… Nguyễn Hoàng Giang làm Trưởng đoàn': the title asked for may follow the name.
+            after = strip_diacritics(sentence[start + len(run) : start + len(run) + 30])
+            titles |= {m.group(1).lower() for m in re.finditer(r"^\W*(?:lam|la|giu chuc|, )\s*(" + _TITLE_FOLDED.pattern
+                                                                 + ")", after, re.IGNORECASE)}
             if titles and (not asked or titles & asked):
                 out.append((start, start + len(run)))
         if not out and not asked:
@@ -529,6 +577,20 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
         return [(start, start + len(run)) for start, run in runs
                 if _PLACE_CUE.search(sentence[max(0, start - 20) : start])]
     return []
+
+
+def _figure_of_asked_place(sentence: str, start: int, question: str) -> bool:
+    """Whether a figure at `start` can be about the place the question asks about: the last place named
+    before it in the sentence (its subject, as in 'Vùng Kansai … Kyoto, dân số: 22.755.030') is that place,
+    or the domain's ubiquitous Vietnam / Japan, or there is none. Questions naming no specific place pass."""
+    asked = [forms for _s, _e, forms in _places_at(_syllables(question)) if not any(f in _COMMON for f in forms)]
+    if not asked:
+        return True
+    before = _places_at(_syllables(sentence[:start]))
+    if not before:
+        return True
+    last = before[-1][2]
+    return any(f in _COMMON for f in last) or any(last & forms for forms in asked)
 
 
 def has_answer_type(kind: str, sentence: str, question: str) -> bool:
@@ -698,18 +760,21 @@ class ExtractiveAnswerer:
         qvecs = self.embedder.embed_queries(queries)
         scoped = [t for t in terms if t.anchor and t.scope]
         anchors = [t for t in terms if t.anchor]
+        required = [replace(t, anchor=True) for t in terms if t.required]
         defined = defined_term(question)
         speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
         for rank, hit in enumerate(hits):
             text = hit.chunk.text
             sentences = [text[s:e] for s, e in split_sentences(text)]
-            sentences = [s for s in sentences if len(s.split()) >= 4]
+            # Headings ('=== Đại sứ Việt Nam tại Nhật Bản ===') label a section; they state nothing.
+            sentences = [s for s in sentences if len(s.split()) >= 4 and "==" not in s]
             if not sentences:
                 continue
             # The document's title and date are context every sentence of it shares ('2023' from its date).
             passage = f"{hit.chunk.title}\n{hit.chunk.date}\n{text}"
-            eligible = not missing_anchors(terms, passage) and all(relation_holds(r, text) for r in rels)
+            eligible = (not missing_anchors(terms, passage) and not missing_anchors(required, passage)
+                        and all(relation_holds(r, text) for r in rels))
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
             for sentence, sim in zip(sentences, sims, strict=True):
                 cov = coverage(terms, sentence, passage)
@@ -735,7 +800,10 @@ class ExtractiveAnswerer:
         return terms, out
 
     def _select(self, question: str, plan: QueryPlan, hits: list[Hit]) -> tuple[list[_Candidate], str]:
-        """The quoted sentences (main one first) and the short answer span, or ([], '') to refuse."""
+        """The quoted sentences (main one first) and the short answer span, or ([], '') to refuse.
+
+        The best-scoring sentences are tried in turn as the main quote (a sentence that fails the checks
+        does not hide a later one that passes); the first that is supported wins."""
         terms, cands = self._candidates(question, plan, hits)
         if not terms:
             return [], ""
@@ -744,47 +812,59 @@ class ExtractiveAnswerer:
         if kind:
             # Sentences holding the kind of thing asked for (a number, a date, a name, a place) go first.
             cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
-        main = next((c for c in cands if c.coverage >= self.min_evidence * 0.6), None)
-        if main is None:
-            return [], ""
+        mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
+        for main in mains:
+            chosen = self._support(question, kind, terms, main, cands)
+            if chosen:
+                span = ""
+                if kind:
+                    holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
+                    # The key terms' Vietnamese forms say which figure: 'engineers' -> 'kỹ sư'.
+                    extra = tuple(syl for t in terms for f in t.forms for syl in f)
+                    span = short_answer(kind, holder.sentence, question, extra)
+                    if holder is not chosen[0]:
+                        chosen.remove(holder)
+                        chosen.insert(0, holder)
+                return chosen, span
+        return [], ""
+
+    def _support(self, question: str, kind: str, terms: list[KeyTerm], main: _Candidate,
+                 cands: list[_Candidate]) -> list[_Candidate]:
+        """`main` and the sentences that add to it, or [] when together they do not answer the question.
+
+        A further sentence from the main sentence's own passage must add a topic word (not merely repeat
+        the anchors its passage already holds: 'Chiều 31/5, Phó Thủ tướng … gặp …' adds nothing to an
+        answer about what he proposed); one from another passage must answer on its own (enough
+        evidence, on topic, of the kind asked for), so every cited passage holds the evidence itself."""
+        topic = [t for t in terms if not t.anchor]
         chosen = [main]
         passage = f"{main.hit.chunk.title}\n{main.hit.chunk.text}"
         covered = main.sentence
         for cand in cands:
             if len(chosen) >= self.max_sentences:
                 break
-            if any(c.sentence == cand.sentence for c in chosen):
+            if any(c.sentence == cand.sentence for c in chosen) or cand.coverage < self.min_evidence * 0.6:
                 continue
-            same_doc = cand.hit.chunk.doc_id == main.hit.chunk.doc_id
-            # Another document's sentence must be on point by itself; a same-document one must add terms.
-            if not same_doc and cand.coverage < self.min_evidence:
-                continue
-            if cand.coverage < self.min_evidence * 0.6:
+            if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
+                if topic and coverage(topic, covered + " " + cand.sentence) <= coverage(topic, covered):
+                    continue
+            elif (cand.coverage < self.min_evidence or not has_answer_type(kind, cand.sentence, question)
+                  or (topic and coverage(topic, cand.sentence) < TOPIC_SHARE)):
                 continue
             gain = coverage(terms, covered + " " + cand.sentence, passage) - coverage(terms, covered, passage)
             if gain <= 0.0:
                 continue
             chosen.append(cand)
-            if same_doc:
+            if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
                 covered += " " + cand.sentence
         total = coverage(terms, covered, passage)
         typed = not kind or any(has_answer_type(kind, c.sentence, question) for c in chosen)
         # Anchors are necessary, not sufficient: the question's other words must be there too
         # ('the population of Osaka' is not answered by a sentence that merely names Osaka).
-        topic = [t for t in terms if not t.anchor]
         on_topic = not topic or coverage(topic, covered) >= TOPIC_SHARE
         if not typed or not on_topic or total < self.min_evidence:
-            return [], ""
-        span = ""
-        if kind:
-            holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
-            # The key terms' Vietnamese forms say which figure: 'engineers' -> 'kỹ sư'.
-            extra = tuple(syl for t in terms for f in t.forms for syl in f)
-            span = short_answer(kind, holder.sentence, question, extra)
-            if holder is not chosen[0]:
-                chosen.remove(holder)
-                chosen.insert(0, holder)
-        return chosen, span
+            return []
+        return chosen
 
     def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
         """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
