@@ -375,6 +375,15 @@ def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
     return False
 
 
+def _title_place(title: str) -> frozenset[tuple[str, ...]]:
+    """The forms of the first specific place a document title names ('Sakai, Osaka' -> Sakai), or empty
+    when it names none or only the domain's ubiquitous Vietnam / Japan."""
+    for _s, _e, forms in _places_at(_syllables(title)):
+        if not any(f in _COMMON for f in forms):
+            return forms
+    return frozenset()
+
+
 def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
     hay = _syllables(passage)
@@ -398,8 +407,14 @@ def _place_forms() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
 
     by_en: dict[str, set[tuple[str, ...]]] = {}
     for row in load_lexicon():
-        if row.kind == "place":
+        # Proper names only: 'khu vực' / 'region' is a place word, not a place competing with Kyoto.
+        if row.kind == "place" and (row.vi[:1].isupper() or row.en[:1].isupper()):
             by_en.setdefault(row.en.lower(), set()).update({tuple(_syllables(row.vi)), tuple(_syllables(row.en))})
+    from rag.gazetteer import load_jp_places
+
+    for place in load_jp_places():  # every Japanese prefecture and major city (Sakai, not only Osaka)
+        names = (place.name_en, place.name_vi, *place.aliases)
+        by_en.setdefault(place.name_en.lower(), set()).update(tuple(_syllables(n)) for n in names if _syllables(n))
     out: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
     for forms in by_en.values():
         for f in forms:
@@ -512,6 +527,23 @@ def _known_non_person_names() -> frozenset[str]:
     return frozenset(names)
 
 
+def _drop_place_prefix(start: int, run: str, known: frozenset[str]) -> tuple[int, str]:
+    """'Nhật Bản Phạm Quang Hiệu' -> 'Phạm Quang Hiệu': a known place or organisation opening a run of
+    capitalised words is not part of the person's name."""
+    words = run.split()
+    for n in range(min(4, len(words) - 2), 0, -1):
+        head = " ".join(words[:n])
+        if head.lower() in known:
+            rest = " ".join(words[n:])
+            return start + run.index(rest, len(head)), rest
+    return start, run
+
+
+@lru_cache(maxsize=1)
+def _folded_non_person_names() -> frozenset[str]:
+    return frozenset(strip_diacritics(n) for n in _known_non_person_names())
+
+
 def _capitalised_runs(sentence: str) -> list[tuple[int, str]]:
     """(start, text) of runs of capitalised words ('Phạm Quang Hiệu', 'Daren Tang'); acronyms break runs."""
     runs: list[tuple[int, str]] = []
@@ -534,7 +566,8 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     q = question.lower()
     if kind == "number":
         # Not numbers that are part of a code or a name ('Nghị quyết 57-NQ/TW', 'Phiên họp 63').
-        nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q
+        asked_numbers = {n.group().strip(".,") for n in _NUMBER.finditer(q)}
+        nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in asked_numbers
                 and not re.match(r"-[A-Za-zĐđ]", sentence[m.end() : m.end() + 2])
                 # Not a piece of a date written with slashes or dashes ('01-03/10/2023' holds no count of 10).
                 and not re.match(r"\s*[/-]\s*\d", sentence[m.end() : m.end() + 3])
@@ -551,10 +584,18 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     runs = [(start, run) for start, run in _capitalised_runs(sentence) if run.lower() not in q]
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
+        runs = [_drop_place_prefix(start, run, known) for start, run in runs]
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
         # (An English title — 'ambassador' — cannot be matched against the Vietnamese one, so it does not narrow.)
+        # A title followed by a name in the question is the subject's ('Thứ trưởng Giang đã gặp những ai?'),
+        # not the one asked for; and that person is not the answer.
+        folded_q = strip_diacritics(question)
+        q_people = [(a, run) for a, run in _capitalised_runs(folded_q) if run.lower() not in _folded_non_person_names()]
         asked = (set() if detect_language(question) == "en"
-                 else {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))})
+                 else {m.group().lower() for m in _TITLE_FOLDED.finditer(folded_q)
+                       if not any(a == m.end() + 1 for a, _run in q_people)})
+        named = {w for a, run in q_people if a > 0 for w in _syllables(run)}
+        runs = [(start, run) for start, run in runs if not set(_syllables(run)) & named]
         out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
@@ -591,6 +632,17 @@ def _figure_of_asked_place(sentence: str, start: int, question: str) -> bool:
         return True
     last = before[-1][2]
     return any(f in _COMMON for f in last) or any(last & forms for forms in asked)
+
+
+def _units(terms: list[KeyTerm]) -> frozenset[str]:
+    """Syllables of the question's topic terms that may name what a figure counts ('bo truong', 'dai bieu')."""
+    return frozenset(syl for t in terms if not t.anchor and t.weight > W_COMMON for f in t.forms
+                     for syl in f if not is_stopword(syl) and not syl.isdigit())
+
+
+def _figure_with_unit(sentence: str, question: str, units: frozenset[str]) -> bool:
+    """Whether a figure of the sentence is followed by a word the question asks about ('23 Bộ trưởng')."""
+    return any(set(_syllables(sentence[b : b + 16])) & units for _a, b in _typed_spans("number", sentence, question))
 
 
 def has_answer_type(kind: str, sentence: str, question: str) -> bool:
@@ -716,6 +768,7 @@ class _Candidate:
     similarity: float
     score: float
     eligible: bool = True  # the passage holds every anchor and the relation asked about
+    doc_eligible: bool = True  # ... or its document's retrieved passages do (enough for a further quote)
 
 
 class ExtractiveAnswerer:
@@ -764,6 +817,11 @@ class ExtractiveAnswerer:
         defined = defined_term(question)
         speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
+        # A document's retrieved passages are context for each other: chunk 3 of the STS article need not
+        # repeat 'Kyoto' from chunk 0 to be about that forum.
+        doc_text: dict[str, str] = {}
+        for hit in hits:
+            doc_text[hit.chunk.doc_id] = doc_text.get(hit.chunk.doc_id, "") + "\n" + hit.chunk.text
         for rank, hit in enumerate(hits):
             text = hit.chunk.text
             sentences = [text[s:e] for s, e in split_sentences(text)]
@@ -773,8 +831,14 @@ class ExtractiveAnswerer:
                 continue
             # The document's title and date are context every sentence of it shares ('2023' from its date).
             passage = f"{hit.chunk.title}\n{hit.chunk.date}\n{text}"
-            eligible = (not missing_anchors(terms, passage) and not missing_anchors(required, passage)
-                        and all(relation_holds(r, text) for r in rels))
+            document = f"{hit.chunk.title}\n{hit.chunk.date}\n{doc_text[hit.chunk.doc_id]}"
+            # The main quote's own passage must hold the anchors and rare words; a further quote from the
+            # same document may lean on the document's other retrieved passages.
+            rel_ok = all(relation_holds(r, text) for r in rels)
+            eligible = rel_ok and not missing_anchors(terms, passage) and not missing_anchors(required, passage)
+            doc_eligible = eligible or (rel_ok and not missing_anchors(terms, document)
+                                        and not missing_anchors(required, document))
+            title_place = _title_place(hit.chunk.title)
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
             for sentence, sim in zip(sentences, sims, strict=True):
                 cov = coverage(terms, sentence, passage)
@@ -789,13 +853,18 @@ class ExtractiveAnswerer:
                     score -= 0.2
                 if speech and _SPEECH_S.search(" ".join(_syllables(sentence))):
                     score += 0.1  # 'what did P say about T?' -> P's statement
-                ok = eligible and all(relation_holds(r, sentence) for r in rels)
+                ok = all(relation_holds(r, sentence) for r in rels)
                 if ok and scoped:
                     # A year or place the sentence lacks may come from its document, unless the sentence
-                    # itself is about another one (the 2016 figure, the other country's trade).
+                    # itself is about another one (the 2016 figure, the other country's trade), or the
+                    # document is about another place ('Sakai, Osaka': its figures are Sakai's).
                     absent = missing_anchors(scoped, sentence)
-                    ok = not any(competing_scope(t, sentence, question) for t in absent)
-                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok))
+                    ok = not any(competing_scope(t, sentence, question)
+                                 or (t.scope == "place" and t.weight > W_COMMON and bool(title_place)
+                                     and not set(t.forms) & title_place)
+                                 for t in absent)
+                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible,
+                                      ok and doc_eligible))
         out.sort(key=lambda c: -c.score)
         return terms, out
 
@@ -808,11 +877,18 @@ class ExtractiveAnswerer:
         if not terms:
             return [], ""
         kind = answer_type(question)
-        cands = [c for c in cands if c.eligible]
+        cands = [c for c in cands if c.doc_eligible]
         if kind:
             # Sentences holding the kind of thing asked for (a number, a date, a name, a place) go first.
-            cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
-        mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
+            if kind == "number":
+                # ... and among those, a figure whose unit the question names ('23 Bộ trưởng' for 'how many
+                # ministers', not '1.500 đại biểu' in the sentence before it).
+                units = _units(terms)
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
+                                          not _figure_with_unit(c.sentence, question, units), -c.score))
+            else:
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
+        mains = [c for c in cands if c.eligible and c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
         for main in mains:
             chosen = self._support(question, kind, terms, main, cands)
             if chosen:
@@ -837,6 +913,7 @@ class ExtractiveAnswerer:
         answer about what he proposed); one from another passage must answer on its own (enough
         evidence, on topic, of the kind asked for), so every cited passage holds the evidence itself."""
         topic = [t for t in terms if not t.anchor]
+        units = _units(terms) if kind == "number" else frozenset()
         chosen = [main]
         passage = f"{main.hit.chunk.title}\n{main.hit.chunk.text}"
         covered = main.sentence
@@ -845,12 +922,16 @@ class ExtractiveAnswerer:
                 break
             if any(c.sentence == cand.sentence for c in chosen) or cand.coverage < self.min_evidence * 0.6:
                 continue
+            if not cand.eligible and cand.hit.chunk.doc_id != main.hit.chunk.doc_id:
+                continue
             if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
                 if topic and coverage(topic, covered + " " + cand.sentence) <= coverage(topic, covered):
                     continue
             elif (cand.coverage < self.min_evidence or not has_answer_type(kind, cand.sentence, question)
-                  or (topic and coverage(topic, cand.sentence) < TOPIC_SHARE)):
-                continue
+                  or (topic and coverage(topic, cand.sentence) < TOPIC_SHARE)
+                  or (units and _figure_with_unit(main.sentence, question, units)
+                      and not _figure_with_unit(cand.sentence, question, units))):
+                continue  # (a second figure must count what the first one does)
             gain = coverage(terms, covered + " " + cand.sentence, passage) - coverage(terms, covered, passage)
             if gain <= 0.0:
                 continue
