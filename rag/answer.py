@@ -371,7 +371,11 @@ def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
         return any(y not in asked for y in _YEAR.findall(sentence))
     if term.scope == "place":
         asked_forms = {f for _s, _e, forms in _places_at(_syllables(question)) for f in forms}
-        return any(not (forms & asked_forms) for _s, _e, forms in _places_at(_syllables(sentence)))
+        # Japan in a sentence does not compete with Kyoto (nor Vietnam with Hà Nội): only another
+        # specific place does, when a specific place is asked.
+        specific = term.weight > W_COMMON
+        return any(not (forms & asked_forms) and not (specific and any(f in _COMMON for f in forms))
+                   for _s, _e, forms in _places_at(_syllables(sentence)))
     return False
 
 
@@ -419,7 +423,9 @@ def _place_forms() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
     from rag.gazetteer import load_jp_places
 
     for place in load_jp_places():  # every Japanese prefecture and major city (Sakai, not only Osaka)
-        names = (place.name_en, place.name_vi, *place.aliases)
+        # Sino-Vietnamese aliases ('Trường Dã' for Nagano) fold onto everyday words ('trưởng đã'): names
+        # written without Vietnamese tones only.
+        names = [n for n in (place.name_en, place.name_vi, *place.aliases) if n.isascii()]
         by_en.setdefault(place.name_en.lower(), set()).update(tuple(_syllables(n)) for n in names if _syllables(n))
     out: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
     for forms in by_en.values():
@@ -499,6 +505,11 @@ _TITLE = re.compile(
 )
 # The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
 _TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
+# English titles and the folded Vietnamese title they stand for (most specific first).
+_EN_TITLES = (("deputy prime minister", "thu tuong"), ("prime minister", "thu tuong"),
+              ("(?:vice|deputy) minister", "thu truong"), ("minister", "bo truong"), ("ambassador", "dai su"),
+              ("consul general", "tong lanh su"), ("head of (?:the )?delegation", "truong doan"),
+              ("scientists?", "nha khoa hoc"), ("director", "giam doc"))
 _DATE = re.compile(r"\b\d{1,2}\s*[/-]\s*\d{1,2}(?:\s*/\s*\d{2,4})?\b|\b(?:năm|tháng|ngày)\s+\d{1,4}\b|\b(?:19|20)\d{2}\b")
 _NUMBER = re.compile(r"\d[\d.,]*")
 _PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
@@ -567,7 +578,7 @@ def _capitalised_runs(sentence: str) -> list[tuple[int, str]]:
     return runs
 
 
-def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int]]:
+def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True) -> list[tuple[int, int]]:
     """Spans of `sentence` holding something of the expected type that the question itself does not."""
     q = question.lower()
     if kind == "number":
@@ -597,9 +608,13 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
         # not the one asked for; and that person is not the answer.
         folded_q = strip_diacritics(question)
         q_people = [(a, run) for a, run in _capitalised_runs(folded_q) if run.lower() not in _folded_non_person_names()]
-        asked = (set() if detect_language(question) == "en"
-                 else {m.group().lower() for m in _TITLE_FOLDED.finditer(folded_q)
-                       if not any(a == m.end() + 1 for a, _run in q_people)})
+        if detect_language(question) == "en":
+            # An English title asked about, by its Vietnamese form ('ambassador' -> 'đại sứ').
+            asked = {vi for en, vi in _EN_TITLES if re.search(rf"\b{en}\b", folded_q, re.IGNORECASE)
+                     and not re.search(rf"\b{en}\s+[A-Z]", folded_q)}
+        else:
+            asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(folded_q)
+                     if not any(a == m.end() + 1 for a, _run in q_people)}
         named = {w for a, run in q_people if a > 0 for w in _syllables(run)}
         runs = [(start, run) for start, run in runs if not set(_syllables(run)) & named]
         out = []
@@ -614,7 +629,7 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
                                                                  + ")", after, re.IGNORECASE)}
             if titles and (not asked or titles & asked):
                 out.append((start, start + len(run)))
-        if not out and not asked:
+        if not out and not asked and fallback:
             # 'Who did the minister meet?' may be answered by an organisation: a name the question lacks.
             qfold = set(_syllables(question))
             out = [(start, start + len(run)) for start, run in runs
@@ -774,7 +789,6 @@ class _Candidate:
     similarity: float
     score: float
     eligible: bool = True  # the passage holds every anchor and the relation asked about
-    doc_eligible: bool = True  # ... or its document's retrieved passages do (enough for a further quote)
 
 
 class ExtractiveAnswerer:
@@ -842,9 +856,10 @@ class ExtractiveAnswerer:
             # same document may lean on the document's other retrieved passages.
             # Rare words are looked for as written, in the whole document (a long text holds the syllables
             # of 'trí thức' somewhere by chance; a chunk need not repeat 'buổi làm việc' from the one before).
+            # Anchors likewise: in the passage, or written out in another retrieved passage of its document
+            # (chunk 3 of the STS article need not repeat 'Kyoto').
             rel_ok = all(relation_holds(r, text) for r in rels) and not _missing_phrases(required, document)
-            eligible = rel_ok and not missing_anchors(terms, passage)
-            doc_eligible = eligible or (rel_ok and not missing_anchors(terms, document))
+            eligible = rel_ok and not _missing_phrases(missing_anchors(terms, passage), document)
             title_place = _title_place(hit.chunk.title)
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
             for sentence, sim in zip(sentences, sims, strict=True):
@@ -870,8 +885,7 @@ class ExtractiveAnswerer:
                                  or (t.scope == "place" and t.weight > W_COMMON and bool(title_place)
                                      and not set(t.forms) & title_place)
                                  for t in absent)
-                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible,
-                                      ok and doc_eligible))
+                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible))
         out.sort(key=lambda c: -c.score)
         return terms, out
 
@@ -884,7 +898,7 @@ class ExtractiveAnswerer:
         if not terms:
             return [], ""
         kind = answer_type(question)
-        cands = [c for c in cands if c.doc_eligible]
+        cands = [c for c in cands if c.eligible]
         if kind:
             # Sentences holding the kind of thing asked for (a number, a date, a name, a place) go first.
             if kind == "number":
@@ -893,9 +907,13 @@ class ExtractiveAnswerer:
                 units = _units(terms)
                 cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
                                           not _figure_with_unit(c.sentence, question, units), -c.score))
+            elif kind == "person":
+                # ... and a name after a title ('Chủ tịch … Hiroshi Komiyama') before any other capitalised run.
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
+                                          not _typed_spans(kind, c.sentence, question, fallback=False), -c.score))
             else:
                 cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
-        mains = [c for c in cands if c.eligible and c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
+        mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
         for main in mains:
             chosen = self._support(question, kind, terms, main, cands)
             if chosen:
@@ -929,13 +947,12 @@ class ExtractiveAnswerer:
                 break
             if any(c.sentence == cand.sentence for c in chosen) or cand.coverage < self.min_evidence * 0.6:
                 continue
-            if not cand.eligible and cand.hit.chunk.doc_id != main.hit.chunk.doc_id:
-                continue
             if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
                 if topic and coverage(topic, covered + " " + cand.sentence) <= coverage(topic, covered):
                     continue
             elif (cand.coverage < self.min_evidence or not has_answer_type(kind, cand.sentence, question)
-                  or (topic and coverage(topic, cand.sentence) < TOPIC_SHARE)
+                  # ... as much as the main one does, not just by naming the subject ('Phó Thủ tướng')
+                  or (topic and coverage(topic, cand.sentence) < max(TOPIC_SHARE, 0.75 * coverage(topic, main.sentence)))
                   or (units and _figure_with_unit(main.sentence, question, units)
                       and not _figure_with_unit(cand.sentence, question, units))):
                 continue  # (a second figure must count what the first one does)
@@ -946,7 +963,10 @@ class ExtractiveAnswerer:
             if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
                 covered += " " + cand.sentence
         total = coverage(terms, covered, passage)
-        typed = not kind or any(has_answer_type(kind, c.sentence, question) for c in chosen)
+        # The sentence giving the short answer must itself be about the question, not only sit beside one
+        # that is ('3.000 sinh viên' next to a sentence on population does not give a population).
+        typed = not kind or any(has_answer_type(kind, c.sentence, question)
+                                and (not topic or coverage(topic, c.sentence) >= TOPIC_SHARE / 2) for c in chosen)
         # Anchors are necessary, not sufficient: the question's other words must be there too
         # ('the population of Osaka' is not answered by a sentence that merely names Osaka).
         on_topic = not topic or coverage(topic, covered) >= TOPIC_SHARE

@@ -81,6 +81,19 @@ DISTRACTORS = {
         "Cộng đồng người Việt tại Fukuoka tổ chức lễ hội văn hóa với sự tham gia của nhiều sinh viên.\n\n"
         "Lễ hội giới thiệu ẩm thực, âm nhạc và trang phục truyền thống của Việt Nam.\n"
     ),
+    # A city of another prefecture's article: its figures are the city's, though the prefecture is named.
+    "sakai.md": (
+        "---\ntitle: \"Sakai, Osaka\"\ndate: \"2021-04-01\"\n---\n"
+        "Sakai là một thành phố thuộc tỉnh Osaka, vùng Kinki, Nhật Bản.\n\n"
+        "Thành phố có diện tích là 149,99 km², dân số là 832.287 người.\n"
+    ),
+    # A region's figure with the city named after it.
+    "cac-vung.md": (
+        "---\ntitle: \"Các vùng của Nhật Bản\"\ndate: \"2020-01-01\"\n---\n"
+        "Vùng Kansai hay Kinki (trong đó có thủ đô cũ Kyoto, dân số: 22.755.030, thành phố lớn nhất: Osaka).\n\n"
+        "=== Đại sứ Việt Nam tại Nhật Bản ===\n\n"
+        "Mỗi năm có khoảng 3.000 sinh viên Việt Nam sang Nhật Bản du học theo các chương trình học bổng.\n"
+    ),
 }
 
 
@@ -115,6 +128,14 @@ def scaled(tmp_path_factory, loaded_embedder):
         ("Diễn đàn STS năm 2019 thu hút bao nhiêu đại biểu?", "vi"),
         # The seeds ask the consulate in Osaka for help; a distractor is about Vietnamese people in Fukuoka.
         ("Tổng Lãnh sự quán Việt Nam tại Fukuoka được đề nghị hỗ trợ những gì?", "vi"),
+        # The Sakai article names Osaka; its population is Sakai's. The region's figure is the region's.
+        ("Dân số của Osaka là bao nhiêu?", "vi"),
+        ("dan so osaka bao nhieu nguoi", "vi"),
+        ("What is the population of Osaka?", "en"),
+        # 'học phí' (tuition), rare in the reference corpus, is in no passage: a count of students is not a fee.
+        ("Học phí du học Nhật Bản một năm khoảng bao nhiêu?", "vi"),
+        # The seeds' scientists are not named; the minister who met them is not the answer.
+        ("Hai nhà khoa học đoạt giải Nobel Vật lý dự tọa đàm của UNESCO tên là gì?", "vi"),
     ],
 )
 def test_tempting_wrong_answers_are_refused(scaled, question, lang):
@@ -180,3 +201,60 @@ def test_short_answer_skips_dates_and_ordinals_when_counting():
     sentence = "Từ ngày 01-03/10/2023, Hội nghị thường niên lần thứ 20 thu hút hơn 1.500 đại biểu từ 80 quốc gia."
     assert short_answer("number", sentence, "Hội nghị có bao nhiêu đại biểu?") == "hơn 1.500 đại biểu"
     assert short_answer("number", "Ngày 15/7/2022, hai bên ký 3 thỏa thuận.", "Ký bao nhiêu thỏa thuận?").startswith("3")
+
+
+def test_a_heading_is_never_the_quote(scaled):
+    """'=== Đại sứ Việt Nam tại Nhật Bản ===' labels a section; the seeds' sentence names the ambassador."""
+    answer = scaled.ask("Who is Vietnam's ambassador to Japan?")
+    assert not answer.refused, answer.text
+    assert "==" not in answer.text
+    assert "Phạm Quang Hiệu" in answer.citations[0].quote
+
+
+@pytest.mark.parametrize(
+    ("question", "short"),
+    [
+        # The title asked for follows the name ('… Nguyễn Hoàng Giang làm Trưởng đoàn').
+        ("Ai làm trưởng đoàn Bộ KH&CN dự Diễn đàn STS ở Kyoto năm 2023?", "Nguyễn Hoàng Giang"),
+        # 'Thứ trưởng Giang' is who asks, not who is asked about; the answer sentence is in the article's
+        # fourth chunk, which does not repeat 'Kyoto' (the article's first chunk does).
+        ("Bên lề hội nghị ở Kyoto, Thứ trưởng Giang đã gặp xã giao những ai?", "Hiroshi Komiyama"),
+        # The figure counting what was asked (ministers), not the one in the sentence before (delegates);
+        # '23' is not part of the question's '2023'.
+        ("How many ministers took part in the STS forum's 2023 ministerial roundtable?", "23"),
+        # 'October 2023' is written '01-03/10/2023' in the article.
+        ("Which Japanese city hosted the 20th STS forum in October 2023?", "Kyoto"),
+        # 'cơ sở' folds to two function words ('co so') yet is the term asked about.
+        ("nic co co so o dau", "Hà Nội"),
+    ],
+)
+def test_the_asked_thing_is_found(scaled, question, short):
+    answer = scaled.ask(question)
+    assert not answer.refused, answer.text
+    assert short in answer.text.splitlines()[1] or short in answer.citations[0].quote, answer.text
+    _check_citations(answer)
+
+
+def test_a_later_sentence_is_tried_when_the_best_one_fails(pipeline):
+    """The best-scoring sentence is about another meeting; the agreement with France is further down."""
+    answer = pipeline.ask("Which French science programme did Vietnam agree to rejoin?")
+    assert not answer.refused, answer.text
+    assert any("Hubert Curien" in c.quote for c in answer.citations)
+
+
+def test_every_cited_passage_holds_the_evidence(pipeline):
+    """A further quote from another passage must answer on its own: 'Chiều 31/5, Phó Thủ tướng … gặp …'
+    names the subject but adds nothing to what he proposed."""
+    answer = pipeline.ask("Phó Thủ tướng muốn có một nền tảng chung để làm gì?")
+    assert not answer.refused, answer.text
+    assert all("nền tảng chung" in c.chunk.text for c in answer.citations), answer.text
+
+
+def test_what_is_the_population_asks_for_a_number():
+    from rag.answer import _has_month, answer_type
+
+    assert answer_type("What is the population of Osaka?") == "number"
+    assert answer_type("In which years did they win their Nobel Prizes?") == "date"
+    assert answer_type("What position did he hold?") == ""
+    assert _has_month("Từ ngày 01-03/10/2023, Đoàn công tác", "10")
+    assert not _has_month("ngày 17/12/2023", "10") and not _has_month("năm 2010", "10")
