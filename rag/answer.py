@@ -203,6 +203,21 @@ def _is_anchor_group(forms: set[tuple[str, ...]], surface: str, cased: bool) -> 
     return "proper" in kinds
 
 
+def _core(form: tuple[str, ...]) -> tuple[str, ...]:
+    """The form without the domain's ubiquitous names: ('tri', 'thuc', 'viet', 'nam') -> ('tri', 'thuc')."""
+    out: list[str] = []
+    i = 0
+    while i < len(form):
+        for n in (3, 2, 1):
+            if tuple(form[i : i + n]) in _COMMON:
+                i += n
+                break
+        else:
+            out.append(form[i])
+            i += 1
+    return tuple(out)
+
+
 def _is_common_phrase(form: tuple[str, ...]) -> bool:
     """'viet nam nhat ban' (Vietnam–Japan): made only of the domain's ubiquitous names."""
     i = 0
@@ -259,7 +274,7 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         vi_forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *([] if english else [surface]))} & forms
         weight = W_ANCHOR if anchor else (_term_weight(vi_forms) if vi_forms else W_TERM)
         terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else "",
-                             required=bool(vi_forms) and not anchor and weight >= RARE_WEIGHT))
+                             required=bool(vi_forms) and not anchor and _is_rare_word(vi_forms)))
     for word in leftovers:
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
         # With tones a word is judged as written ('tải' = download is content, 'tại' = at is not);
@@ -284,7 +299,7 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
         scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
         terms.append(KeyTerm(word, (form,), weight, anchor, scope,
-                             required=not english and not anchor and weight >= RARE_WEIGHT))
+                             required=not english and not anchor and _is_rare_word({form})))
     return terms
 
 
@@ -294,6 +309,13 @@ _FRAME = frozenset({
     ("this",), ("that",), ("these",), ("those",), ("thi",), ("the", "nao"), ("nhu", "the", "nao"), ("nhu",),
     ("dieu",), ("viec",), ("hien", "nay"), ("currently",), ("according",), ("theo",),
 })
+
+
+def _is_rare_word(forms: set[tuple[str, ...]]) -> bool:
+    """Whether a term is a rare word (see RARE_WEIGHT): judged on a word-sized core without the domain's
+    names, since a long phrase is rare in the reference merely for being long ('buổi làm việc')."""
+    cores = [c for c in (_core(f) for f in forms) if c]
+    return bool(cores) and all(len(c) <= 2 for c in cores) and max(reference_weight(c) for c in cores) >= RARE_WEIGHT
 
 
 def _is_frame(form: tuple[str, ...]) -> bool:
@@ -833,7 +855,10 @@ class ExtractiveAnswerer:
         qvecs = self.embedder.embed_queries(queries)
         scoped = [t for t in terms if t.anchor and t.scope]
         anchors = [t for t in terms if t.anchor]
-        required = [t for t in terms if t.required]
+        # A rare word is looked for without the domain's ubiquitous names it was segmented with
+        # ('doanh nghiệp Việt Nam' -> 'doanh nghiệp … Việt Nam' is written 'doanh nghiệp … của Việt Nam').
+        required = [KeyTerm(t.surface, tuple(c for c in (_core(f) for f in t.forms) if c), t.weight)
+                    for t in terms if t.required]
         defined = defined_term(question)
         speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
@@ -966,7 +991,8 @@ class ExtractiveAnswerer:
         # The sentence giving the short answer must itself be about the question, not only sit beside one
         # that is ('3.000 sinh viên' next to a sentence on population does not give a population).
         typed = not kind or any(has_answer_type(kind, c.sentence, question)
-                                and (not topic or coverage(topic, c.sentence) >= TOPIC_SHARE / 2) for c in chosen)
+                                and (not topic or coverage(topic, c.sentence) >= TOPIC_SHARE / 2
+                                     or coverage(terms, c.sentence) >= self.min_evidence) for c in chosen)
         # Anchors are necessary, not sufficient: the question's other words must be there too
         # ('the population of Osaka' is not answered by a sentence that merely names Osaka).
         on_topic = not topic or coverage(topic, covered) >= TOPIC_SHARE
