@@ -248,7 +248,7 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     en_words = _english_lexicon_words()
     # Vietnamese runs are segmented so that a compound ('dân số') must occur as a whole.
     leftovers = [
-        w.replace("_", " ") for run in runs for w in (run.split() if english else segment_any(run, index.compounds))
+        w.replace("_", " ") for run in runs for w in (_english_words(run) if english else segment_any(run, index.compounds))
     ]
     terms: list[KeyTerm] = []
     for surface, sub in groups:
@@ -292,7 +292,8 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
             # it counts a little, so that unknown topic words still lower the evidence score.
             terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))
             continue
-        if english and capital and not acronym and all(s in en_words or s.rstrip("s") in en_words for s in form):
+        if (english and capital and not acronym and word == strip_diacritics(word)
+                and all(s in en_words or s.rstrip("s") in en_words for s in form)):
             terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))  # 'Party', 'Deputy': words, not names
             continue
         anchor = has_digit or acronym or capital
@@ -301,6 +302,19 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         terms.append(KeyTerm(word, (form,), weight, anchor, scope,
                              required=not english and not anchor and _is_rare_word({form})))
     return terms
+
+
+def _english_words(run: str) -> list[str]:
+    """The words of an English run, a Vietnamese name written with tones kept whole ('Nguyễn Chí Dũng'):
+    one person, one anchor."""
+    out: list[str] = []
+    for word in run.split():
+        toned = word != strip_diacritics(word) or (bool(out) and out[-1] != strip_diacritics(out[-1]))
+        if out and toned and word[:1].isupper() and out[-1][:1].isupper():
+            out[-1] += " " + word
+        else:
+            out.append(word)
+    return out
 
 
 # Words that frame a question rather than name its topic ('nói về nội dung gì', 'muốn … thì tìm đến đâu').
@@ -344,6 +358,9 @@ def _found(term: KeyTerm, hay: list[str], hay_set: set[str]) -> float:
     for f in term.forms:
         if _contains(hay, f):
             return 1.0
+        core = _core(f)
+        if core and core != f and _contains(hay, core) and all(s in hay_set for s in f):
+            return 1.0  # 'doanh nghiệp … của Việt Nam' for 'doanh nghiệp Việt Nam' (Vietnamese companies)
         if len(f) >= 3 and all(s in hay_set for s in f if not is_stopword(s)):
             best = 0.5  # long phrases get paraphrased ('đầu tư của các doanh nghiệp Nhật Bản')
     return best
@@ -402,9 +419,12 @@ def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
 
 
 def _missing_phrases(terms: list[KeyTerm], text: str) -> list[KeyTerm]:
-    """The terms none of whose forms occurs in `text` as a phrase."""
+    """The terms none of whose forms occurs in `text` as a phrase; a one-word name of an anchor only where
+    the text writes it with a capital ('Pháp' = France, not 'pháp luật'; 'Đạt', not 'đạt được')."""
     hay = _syllables(text)
-    return [t for t in terms if not any(_contains(hay, f) for f in t.forms)]
+    capitalised = {strip_diacritics(w).lower() for w in _SYLLABLE.findall(text) if w[:1].isupper()}
+    return [t for t in terms if not any(
+        _contains(hay, f) if len(f) > 1 or not t.anchor else f[0] in capitalised for f in t.forms)]
 
 
 def _title_place(title: str) -> frozenset[tuple[str, ...]]:
@@ -937,7 +957,10 @@ class ExtractiveAnswerer:
                 cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
                                           not _typed_spans(kind, c.sentence, question, fallback=False), -c.score))
             else:
-                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
+                # ... the sentence naming the asked thing itself first ('… cơ sở hạ tầng của NIC tại Hà Nội').
+                anchors = [t for t in terms if t.anchor and t.weight > W_COMMON]
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
+                                          bool(missing_anchors(anchors, c.sentence)), -c.score))
         mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
         for main in mains:
             chosen = self._support(question, kind, terms, main, cands)
@@ -965,7 +988,7 @@ class ExtractiveAnswerer:
         topic = [t for t in terms if not t.anchor]
         units = _units(terms) if kind == "number" else frozenset()
         chosen = [main]
-        passage = f"{main.hit.chunk.title}\n{main.hit.chunk.text}"
+        passage = f"{main.hit.chunk.title}\n{main.hit.chunk.date}\n{main.hit.chunk.text}"  # as in _candidates
         covered = main.sentence
         for cand in cands:
             if len(chosen) >= self.max_sentences:
