@@ -112,6 +112,7 @@ class KeyTerm:
     anchor: bool = False
     scope: str = ""  # 'year' / 'place' for anchors that scope a figure (same figure, other year or country)
     required: bool = False  # a rare word (see RARE_WEIGHT): the passage must hold it, like an anchor
+    toned: str = ""  # matched as written: 'tải' (download) would otherwise match 'tại' (at) everywhere
 
 
 @lru_cache(maxsize=1)
@@ -299,8 +300,9 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         anchor = has_digit or acronym or capital
         weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
         scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
+        toned = word.lower() if word != strip_diacritics(word) and _is_function_phrase(form) else ""
         terms.append(KeyTerm(word, (form,), weight, anchor, scope,
-                             required=not english and not anchor and _is_rare_word({form})))
+                             required=not english and not anchor and _is_rare_word({form}), toned=toned))
     return terms
 
 
@@ -383,6 +385,9 @@ def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
     for t in terms:
         if t.scope.startswith("month:"):
             got += t.weight * _has_month(text, t.scope[6:])
+            continue
+        if t.toned:
+            got += t.weight * bool(re.search(rf"(?<!\w){re.escape(t.toned)}(?!\w)", text.lower()))
             continue
         f = _found(t, hay, hay_set)
         if f < 1.0 and t.anchor and ctx:
