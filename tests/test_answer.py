@@ -92,7 +92,8 @@ DISTRACTORS = {
         "---\ntitle: \"Các vùng của Nhật Bản\"\ndate: \"2020-01-01\"\n---\n"
         "Vùng Kansai hay Kinki (trong đó có thủ đô cũ Kyoto, dân số: 22.755.030, thành phố lớn nhất: Osaka).\n\n"
         "=== Đại sứ Việt Nam tại Nhật Bản ===\n\n"
-        "Mỗi năm có khoảng 3.000 sinh viên Việt Nam sang Nhật Bản du học theo các chương trình học bổng.\n"
+        "Mỗi năm có khoảng 3.000 sinh viên Việt Nam sang Nhật Bản du học theo các chương trình học bổng.\n\n"
+        "Vùng Chubu có thành phố lớn nhất là Nagoya, trung tâm công nghiệp ô tô của Nhật Bản.\n"
     ),
 }
 
@@ -258,3 +259,46 @@ def test_what_is_the_population_asks_for_a_number():
     assert answer_type("What position did he hold?") == ""
     assert _has_month("Từ ngày 01-03/10/2023, Đoàn công tác", "10")
     assert not _has_month("ngày 17/12/2023", "10") and not _has_month("năm 2010", "10")
+
+
+def test_a_connection_answer_for_a_japanese_city_must_quote_an_office_there(scaled):
+    """A distractor names Nagoya (a region's largest city): the connection finder's Osaka offices do not
+    answer 'offices in Nagoya', so the ordinary answer refuses."""
+    answer = scaled.ask("Which offices in Nagoya can help Vietnamese SMEs find business partners?")
+    assert answer.refused, answer.text
+
+
+def test_a_toned_word_is_not_its_toneless_function_word(pipeline):
+    """'tải về' (download) folds to 'tai ve', as 'tại' (at) does: the second part is not covered by any
+    sentence that merely says 'tại', so neither part is answered."""
+    from rag.answer import coverage, key_terms
+
+    terms = [t for t in key_terms("tải về ở đâu", pipeline.lexicon, pipeline.index) if t.toned]
+    assert [t.toned for t in terms] == ["tải"]
+    assert coverage(terms, "Đại sứ quán Việt Nam tại Nhật Bản") == 0.0
+    assert coverage(terms, "Người dùng có thể tải ứng dụng trên App Store") == 1.0
+    assert pipeline.ask("Ứng dụng EMB-AI do công ty nào phát triển và tải về ở đâu?").refused
+
+
+def test_follow_up_year_may_come_from_the_passage_date(pipeline):
+    """'… in 2025?' is answered by a sentence of a 2025 article that does not repeat the year."""
+    answer = pipeline.ask("What position did he hold when he met Vietnamese scientists in Japan in 2025?")
+    assert not answer.refused, answer.text
+    assert "Phó Thủ tướng" in answer.citations[0].quote
+
+
+def test_key_terms_for_names_and_phrases(pipeline):
+    from rag.answer import KeyTerm, _missing_phrases, coverage, key_terms
+
+    terms = key_terms("Which new technologies did Phó Thủ tướng Nguyễn Chí Dũng say Vietnam should cooperate on?",
+                      pipeline.lexicon, pipeline.index)
+    # A Vietnamese name with tones in an English question is one person, one anchor.
+    assert any(t.surface == "Nguyễn Chí Dũng" and t.anchor for t in terms)
+    # 'Vietnamese companies' is written 'doanh nghiệp … của Việt Nam'.
+    companies = [t for t in key_terms("How many Vietnamese companies?", pipeline.lexicon, pipeline.index)
+                 if "companies" in t.surface]
+    assert coverage(companies, "hơn 70 doanh nghiệp và 5.000 kỹ sư của Việt Nam đang hoạt động") == 1.0
+    # A one-word anchor found elsewhere in a document only where it is written as a name.
+    france = KeyTerm("France", (("phap",),), 1.5, anchor=True)
+    assert _missing_phrases([france], "xây dựng và thực thi pháp luật")
+    assert not _missing_phrases([france], "Đại sứ Việt Nam tại Cộng hòa Pháp")
