@@ -74,6 +74,7 @@ UNKNOWN_ENGLISH_WEIGHT = 0.5
 # A content word this rare in the fixed reference (in under 1% of its articles: 'học phí', 'trí thức', 'visa')
 # names what is asked as much as a name does: a passage without it is about something else.
 RARE_WEIGHT = 1.0
+TOPIC_BONUS = 0.3  # sentence score for covering the non-anchor terms (anchors are often in the passage anyway)
 MAIN_TRIES = 5  # best-scoring sentences tried as the main quote before refusing
 TOPIC_SHARE = 0.4  # share of the non-anchor terms the quoted sentences must hold (calibrated with distractors)
 # Terms nearly every document of this domain contains: they neither anchor nor discriminate.
@@ -880,6 +881,7 @@ class ExtractiveAnswerer:
         qvecs = self.embedder.embed_queries(queries)
         scoped = [t for t in terms if t.anchor and t.scope]
         anchors = [t for t in terms if t.anchor]
+        topic = [t for t in terms if not t.anchor]
         # A rare word is looked for without the domain's ubiquitous names it was segmented with
         # ('doanh nghiệp Việt Nam' -> 'doanh nghiệp … Việt Nam' is written 'doanh nghiệp … của Việt Nam').
         required = [KeyTerm(t.surface, tuple(c for c in (_core(f) for f in t.forms) if c), t.weight)
@@ -917,6 +919,8 @@ class ExtractiveAnswerer:
                 # Long sentences cover many terms by accident; a mild length penalty prefers focused ones.
                 length_penalty = 0.1 * max(0.0, (len(sentence.split()) - 40) / 60)
                 score = 0.65 * cov + 0.35 * float(sim) + 0.05 / (1 + rank) - length_penalty
+                if topic:  # what is asked about, beyond who and where: 'what did P ask for' -> the request
+                    score += TOPIC_BONUS * coverage(topic, sentence)
                 if anchors:  # the sentence naming the asked thing itself beats one leaning on its passage
                     score += 0.2 * (len(anchors) - len(missing_anchors(anchors, sentence))) / len(anchors)
                 if defined and _is_definition(sentence, defined):
