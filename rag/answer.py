@@ -261,6 +261,9 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         if (not forms or all(_is_function_phrase(f) for f in forms) or all(_is_frame(f) for f in forms)
                 or (surface.strip() == "ai" and who_word)):
             continue
+        # 'của Nhật Bản' (Japan's) is also plain 'Nhật Bản'.
+        forms |= {bare for f in forms for bare in [tuple(x for x in f if not is_stopword(x))]
+                  if bare != f and bare in _COMMON}
         is_place = any("place" in _lexicon_kinds().get(f, ()) for f in forms)
         if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
             # Vietnam / Japan: in almost every passage, so they weigh little, but a figure about another
@@ -276,7 +279,9 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         vi_forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *([] if english else [surface]))} & forms
         weight = W_ANCHOR if anchor else (_term_weight(vi_forms) if vi_forms else W_TERM)
         terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else "",
-                             required=bool(vi_forms) and not anchor and _is_rare_word(vi_forms)))
+                             # A lexicon term is a real concept: rare as a whole, it is required (looked for
+                             # without the domain's names: 'trí thức Việt Nam' -> 'trí thức').
+                             required=bool(vi_forms) and not anchor and weight >= RARE_WEIGHT))
     for word in leftovers:
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
         # With tones a word is judged as written ('tải' = download is content, 'tại' = at is not);
@@ -433,6 +438,27 @@ def _missing_phrases(terms: list[KeyTerm], text: str) -> list[KeyTerm]:
         _contains(hay, f) if len(f) > 1 or not t.anchor else f[0] in capitalised for f in t.forms)]
 
 
+@lru_cache(maxsize=1)
+def _country_parts() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
+    """Japan's and Vietnam's folded names -> the folded names of their prefectures, cities and provinces."""
+    from rag.gazetteer import load_jp_places, load_provinces
+
+    jp = {tuple(_syllables(n)) for p in load_jp_places() for n in (p.name_en, p.name_vi, *p.aliases) if n.isascii()}
+    vn = {tuple(_syllables(n)) for p in load_provinces() for n in (p.old_name, p.new_name, p.old_ascii, p.new_ascii)}
+    out: dict[tuple[str, ...], frozenset[tuple[str, ...]]] = {}
+    for names, parts in ((("nhat", "ban"), ("japan",), ("japanese",), ("nguoi", "nhat")), frozenset(jp)), (
+            (("viet", "nam"), ("vietnam",), ("vietnamese",), ("nguoi", "viet")), frozenset(vn)):
+        for n in names:
+            out[n] = parts
+    return out
+
+
+def _within(place: frozenset[tuple[str, ...]], term: KeyTerm) -> bool:
+    """Whether `place` lies in the country the term names (Kyoto in Japan, Phú Thọ in Vietnam)."""
+    parts = _country_parts()
+    return any(place & parts.get(f, frozenset()) for f in term.forms)
+
+
 def _title_place(title: str) -> frozenset[tuple[str, ...]]:
     """The forms of the first specific place a document title names ('Sakai, Osaka' -> Sakai), or empty
     when it names none or only the domain's ubiquitous Vietnam / Japan."""
@@ -448,8 +474,11 @@ def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     hay_set = set(hay)
     # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): all its distinctive
     # syllables must still be there.
+    # (Not a name made with Vietnam / Japan: 'của Nhật Bản' scattered is 'của', 'nhất' and 'bản' anywhere.)
     return [t for t in terms if t.anchor and not any(
-        _contains(hay, f) or (len(f) >= 3 and all(s in hay_set for s in f if not is_stopword(s))) for f in t.forms)]
+        _contains(hay, f) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f))
+                              and all(s in hay_set for s in f if not is_stopword(s)))
+        for f in t.forms)]
 
 
 # ------------------------------------------------------------------------------- relations
@@ -936,8 +965,8 @@ class ExtractiveAnswerer:
                     # document is about another place ('Sakai, Osaka': its figures are Sakai's).
                     absent = missing_anchors(scoped, sentence)
                     ok = not any(competing_scope(t, sentence, question)
-                                 or (t.scope == "place" and t.weight > W_COMMON and bool(title_place)
-                                     and not set(t.forms) & title_place)
+                                 or (t.scope == "place" and bool(title_place) and not set(t.forms) & title_place
+                                     and not _within(title_place, t))
                                  for t in absent)
                 out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible))
         out.sort(key=lambda c: -c.score)

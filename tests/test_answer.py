@@ -302,3 +302,21 @@ def test_key_terms_for_names_and_phrases(pipeline):
     france = KeyTerm("France", (("phap",),), 1.5, anchor=True)
     assert _missing_phrases([france], "xây dựng và thực thi pháp luật")
     assert not _missing_phrases([france], "Đại sứ Việt Nam tại Cộng hòa Pháp")
+
+
+def test_a_rare_lexicon_term_must_be_in_the_document(scaled):
+    """'Diễn đàn trí thức Việt Nam - Nhật Bản 2023' is named in the VJOIN article, which does not say where
+    it was held; the STS article says 'Diễn đàn … 2023 … thành phố Kyoto' but nothing of intellectuals."""
+    answer = scaled.ask("Diễn đàn trí thức Việt Nam - Nhật Bản 2023 được tổ chức ở thành phố nào?")
+    assert answer.refused, answer.text
+
+
+def test_japans_is_japan_and_not_scattered_syllables(pipeline):
+    from rag.answer import key_terms, missing_anchors
+
+    japans = [t for t in key_terms("chương trình khoa học nào của Nhật Bản?", pipeline.lexicon, pipeline.index)
+              if t.anchor and t.scope == "place"]
+    assert japans and ("nhat", "ban") in japans[0].forms
+    # 'của', 'nhất' and 'bản' anywhere in a French passage do not make it about Japan.
+    assert missing_anchors(japans, "Hai bên thống nhất các nội dung của bản dự thảo với Cộng hòa Pháp.")
+    assert not missing_anchors(japans, "Chương trình học bổng của Chính phủ Nhật Bản.")
