@@ -74,6 +74,7 @@ UNKNOWN_ENGLISH_WEIGHT = 0.5
 # A content word this rare in the fixed reference (in under 1% of its articles: 'học phí', 'trí thức', 'visa')
 # names what is asked as much as a name does: a passage without it is about something else.
 RARE_WEIGHT = 1.0
+EXTRA_TOPIC = 0.75  # share of the main quote's topic coverage a quote from another passage must reach
 TOPIC_BONUS = 0.3  # sentence score for covering the non-anchor terms (anchors are often in the passage anyway)
 MAIN_TRIES = 5  # best-scoring sentences tried as the main quote before refusing
 TOPIC_SHARE = 0.4  # share of the non-anchor terms the quoted sentences must hold (calibrated with distractors)
@@ -472,11 +473,11 @@ def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
     hay = _syllables(passage)
     hay_set = set(hay)
-    # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): all its distinctive
-    # syllables must still be there.
+    # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): its head word must be there
+    # as written and all its distinctive syllables somewhere ('cộng', 'hòa', 'pháp luật' is not France).
     # (Not a name made with Vietnam / Japan: 'của Nhật Bản' scattered is 'của', 'nhất' and 'bản' anywhere.)
     return [t for t in terms if t.anchor and not any(
-        _contains(hay, f) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f))
+        _contains(hay, f) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f)) and _contains(hay, f[:2])
                               and all(s in hay_set for s in f if not is_stopword(s)))
         for f in t.forms)]
 
@@ -1038,7 +1039,7 @@ class ExtractiveAnswerer:
                     continue
             elif (cand.coverage < self.min_evidence or not has_answer_type(kind, cand.sentence, question)
                   # ... as much as the main one does, not just by naming the subject ('Phó Thủ tướng')
-                  or (topic and coverage(topic, cand.sentence) < max(TOPIC_SHARE, 0.75 * coverage(topic, main.sentence)))
+                  or (topic and coverage(topic, cand.sentence) < max(TOPIC_SHARE, EXTRA_TOPIC * coverage(topic, main.sentence)))
                   or (units and _figure_with_unit(main.sentence, question, units)
                       and not _figure_with_unit(cand.sentence, question, units))):
                 continue  # (a second figure must count what the first one does)

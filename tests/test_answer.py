@@ -320,3 +320,15 @@ def test_japans_is_japan_and_not_scattered_syllables(pipeline):
     # 'của', 'nhất' and 'bản' anywhere in a French passage do not make it about Japan.
     assert missing_anchors(japans, "Hai bên thống nhất các nội dung của bản dự thảo với Cộng hòa Pháp.")
     assert not missing_anchors(japans, "Chương trình học bổng của Chính phủ Nhật Bản.")
+
+
+def test_a_split_name_needs_its_head_word():
+    """'Chính phủ … Việt Nam' may be split in a passage, but 'cộng đồng … hòa … pháp luật' is not 'Cộng hòa Pháp'."""
+    from rag.answer import KeyTerm, missing_anchors
+
+    france = KeyTerm("France", (("cong", "hoa", "phap"),), 1.5, anchor=True)
+    assert missing_anchors([france], "Cộng đồng người Việt hòa nhập, tuân thủ pháp luật.")
+    assert not missing_anchors([france], "Đại sứ tại Cộng hòa Pháp.")
+    government = KeyTerm("Chính phủ Việt Nam", (("chinh", "phu", "viet", "nam"),), 1.5, anchor=True)
+    assert not missing_anchors([government], "Hiệp định giữa hai Chính phủ Việt Nam và Pháp")
+    assert not missing_anchors([government], "Chính phủ hai nước … phía Việt Nam")
