@@ -23,7 +23,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +62,14 @@ DATES_DIFFER = {
     "en": "The sources are dated differently ({dates}); the newest is listed first.",
 }
 KEY_TERMS = {"en": "Key terms: "}
+SOURCES_DISAGREE = {
+    "vi": "Các nguồn nêu khác nhau",
+    "en": "The sources disagree",
+}
+DISAGREE_NOTE = {
+    "vi": "Các nguồn không thống nhất; cả hai được nêu kèm nguồn và ngày, nguồn mới hơn trước.",
+    "en": "The sources do not agree; both are shown with their source and date, the newer first.",
+}
 PART_MISSING = {
     "vi": "Tài liệu không nói về phần: “{part}”.",
     "en": "The documents do not cover this part: “{part}”.",
@@ -611,6 +619,44 @@ def _is_definition(sentence: str, term: str) -> bool:
                                       toks))
 
 
+def _name_in_role(kind: str, sentence: str, question: str, topic: list[KeyTerm]) -> str:
+    """The first name in `sentence` that fills the role the question asks about: a few words after a
+    topic word ('Đại sứ … tại Nhật Bản Phạm Quang Hiệu', '… hiện nay là ông Đỗ Quang Vinh'), not a name in
+    another role ('Thứ trưởng X gửi lời cám ơn Đại sứ …'). '' when no name does."""
+    compounds = _lexicon_kinds()
+    forms = [f for t in topic for f in t.forms]
+    for start, end in _typed_spans(kind, sentence, question):
+        before = _syllables(sentence[:start])
+        for i in range(len(before) - 1, max(-1, len(before) - 14), -1):
+            # Longest match: 'đại sứ quán' (embassy) is not 'đại sứ' (ambassador).
+            hit = next((f for f in forms if tuple(before[i : i + len(f)]) == f and not any(
+                tuple(before[i : i + len(f) + k]) in compounds for k in (1, 2))), None)
+            if hit is None:
+                continue
+            between = before[i + len(hit) :]
+            if not any(tuple(between[j : j + 2]) in _OTHER_ROLES for j in range(len(between))):
+                words = sentence[start:end].split()
+                known = _known_non_person_names()
+                # A place glued to the name by capitals ('… tại Nhật Bản Phạm Quang Hiệu') is not part of it.
+                while kind == "person" and len(words) > 2 and any(
+                        " ".join(words[:k]).lower() in known for k in (1, 2, 3)):
+                    k = next(k for k in (3, 2, 1) if " ".join(words[:k]).lower() in known)
+                    words = words[k:]
+                return " ".join(words)
+            break
+    return ""
+
+
+def _claim_key(text: str) -> str:
+    """A short answer compared across sources: no case, tones, spaces or digit separators."""
+    return re.sub(r"[^0-9a-z]", "", strip_diacritics(text).lower())
+
+
+# Titles that, between the asked role word and a name, mean the name fills another role.
+_OTHER_ROLES = frozenset({("thu", "truong"), ("bo", "truong"), ("chu", "tich"), ("giam", "doc"), ("thu", "tuong"),
+                          ("pho", "thu"), ("tong", "giam")})
+
+
 def format_date(iso: str) -> str:
     """'2023-12-17' -> '17/12/2023' ('' for an empty or malformed date)."""
     m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", iso or "")
@@ -654,6 +700,7 @@ class _Candidate:
     similarity: float
     score: float
     eligible: bool = True  # the passage holds every anchor and the relation asked about
+    claim: str = ""  # the short answer this sentence gives, when another source gives a different one
 
 
 class ExtractiveAnswerer:
@@ -784,7 +831,36 @@ class ExtractiveAnswerer:
             if holder is not chosen[0]:
                 chosen.remove(holder)
                 chosen.insert(0, holder)
+            rival = self._rival(kind, question, terms, cands, holder, span, extra) if span else None
+            if rival is not None:
+                # Both sides are shown, never one picked silently: the rival replaces the last extra quote.
+                others = [c for c in chosen[1:] if c.sentence != rival.sentence][: max(0, self.max_sentences - 2)]
+                chosen = [replace(holder, claim=span), *others, rival]
         return chosen, span
+
+    def _rival(self, kind: str, question: str, terms: list[KeyTerm], cands: list[_Candidate], holder: _Candidate,
+               span: str, extra: tuple[str, ...]) -> _Candidate | None:
+        """Another document's sentence, as much on point as `holder`, that gives a different answer (a
+        conflicting figure, name or date, or the same figure at another time), with that answer as `claim`."""
+        anchors = [t for t in terms if t.anchor]
+        lacking = {t.surface for t in missing_anchors(anchors, holder.sentence)}
+        topic = [t for t in terms if not t.anchor]
+        key = _claim_key(span)
+        for c in cands:
+            if c.hit.chunk.doc_id == holder.hit.chunk.doc_id:
+                continue
+            if c.coverage < max(self.min_evidence, holder.coverage - 0.1) or not has_answer_type(kind, c.sentence, question):
+                continue
+            if {t.surface for t in missing_anchors(anchors, c.sentence)} - lacking:
+                continue  # less specific than the answer it would contradict
+            if kind in ("person", "place") and topic:
+                other = _name_in_role(kind, c.sentence, question, topic)
+            else:
+                other = short_answer(kind, c.sentence, question, extra)
+            other_key = _claim_key(other)
+            if other_key and key and other_key not in key and key not in other_key:
+                return replace(c, claim=other)
+        return None
 
     def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
         """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
@@ -825,7 +901,15 @@ class ExtractiveAnswerer:
         newest = format_date(max(dates)) if dates else ""
         as_of = f" ({AS_OF[lang].format(date=newest)})" if newest else ""
         lines = [FRAME[lang]]
-        if span:
+        claims = [(i, c) for i, c in enumerate(chosen, 1) if c.claim]
+        if len(claims) > 1:  # conflicting sources: each answer with its citation and date, newest first
+            shown = [
+                f"{english_number(c.claim) if lang == 'en' else c.claim} [{i}]"
+                + (f" ({format_date(c.hit.chunk.date)})" if format_date(c.hit.chunk.date) else "")
+                for i, c in claims
+            ]
+            lines.append(f"{SOURCES_DISAGREE[lang]}: " + "; ".join(shown))
+        elif span:
             n = next(i for i, c in enumerate(chosen, 1) if span in c.sentence)
             shown = span
             if lang == "en":
@@ -843,8 +927,10 @@ class ExtractiveAnswerer:
                 lines.append(KEY_TERMS["en"] + "; ".join(f"{vi} = {en}" for vi, en in glossed) + ".")
         if newest and not span:
             lines.append(SOURCE_DATE[lang].format(date=newest))
-        if len(dates) > 1:
+        if len(dates) > 1 and len(claims) < 2:
             lines.append(DATES_DIFFER[lang].format(dates=", ".join(format_date(d) for d in sorted(dates, reverse=True))))
+        if len(claims) > 1:
+            lines.append(DISAGREE_NOTE[lang])
         for part in missing_parts:
             lines.append(PART_MISSING[lang].format(part=part))
         return Answer(
