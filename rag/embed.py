@@ -249,10 +249,15 @@ def _model_dir(name: str) -> Path | None:
         return Path(name)
     try:
         from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception:  # not cached: only the torch runtime can fetch it
+    except ImportError:  # pragma: no cover - a dependency of sentence-transformers
         return None
+    # sentence-transformers also resolves a bare name to its own organisation ('all-MiniLM-L6-v2').
+    for repo_id in [name] + ([f"sentence-transformers/{name}"] if "/" not in name else []):
+        try:
+            return Path(snapshot_download(repo_id, local_files_only=True))
+        except Exception:  # not cached: only the torch runtime can fetch it
+            continue
+    return None
 
 
 def bulk_bf16_enabled(settings: Settings) -> bool:
@@ -284,18 +289,21 @@ def make_embedder(
 def _make_runtime(
     name: str, settings: Settings, *, local_files_only: bool = True
 ) -> SentenceTransformerEmbedder | _WindowedEmbedder:
-    if settings.embedding_runtime != "torch":
-        model_dir = _model_dir(name)
-        if model_dir is not None:
-            try:
-                from rag.embed_onnx import load_onnx_embedder
+    model_dir = _model_dir(name)
+    if model_dir is None and local_files_only:
+        # Torch would look in the same cache and fail the same way, only after seconds of imports: an
+        # offline start with an uncached default model reaches the fallback at once.
+        raise FileNotFoundError(f"'{name}' is not a folder, the bundled model, or in the local model cache")
+    if settings.embedding_runtime != "torch" and model_dir is not None:
+        try:
+            from rag.embed_onnx import load_onnx_embedder
 
-                return load_onnx_embedder(
-                    name, model_dir, settings.cache_dir, batch_size=settings.embedding_batch_size
-                )
-            except Exception as exc:  # missing onnxruntime/onnx, unsupported model, failed check
-                log.warning("ONNX runtime unavailable for %s (%s: %s); using sentence-transformers on torch.",
-                            name, type(exc).__name__, exc)
+            return load_onnx_embedder(
+                name, model_dir, settings.cache_dir, batch_size=settings.embedding_batch_size
+            )
+        except Exception as exc:  # missing onnxruntime/onnx, unsupported model, failed check
+            log.warning("ONNX runtime unavailable for %s (%s: %s); using sentence-transformers on torch.",
+                        name, type(exc).__name__, exc)
     return SentenceTransformerEmbedder(name, local_files_only=local_files_only, batch_size=settings.embedding_batch_size)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -156,3 +157,22 @@ def test_a_failing_bulk_loader_falls_back_to_float32(tmp_path, caplog):
         got = made.embed_documents(texts)
     assert np.allclose(got, expected, atol=1e-5)
     assert "Bulk bfloat16 embedding unavailable" in caplog.text
+
+
+def test_an_uncached_model_falls_back_without_importing_torch(tmp_path):
+    # Offline with the default (hub) model not cached: the fallback must come at once, not after the
+    # seconds torch and sentence-transformers take to import only to fail the same cache lookup.
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from rag.config import Settings\n"
+        "from rag.embed import load_embedder\n"
+        f"s = Settings(_env_file=None, home={str(tmp_path)!r}, embedding_model='vj-rag-tests/not-cached',\n"
+        "             embedding_allow_download=False)\n"
+        "loaded = load_embedder(s)\n"
+        "print(loaded.is_fallback, loaded.embedder.runtime, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "onnx", "False"], out.stdout + out.stderr[-2000:]
