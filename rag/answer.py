@@ -67,8 +67,8 @@ SOURCES_DISAGREE = {
     "en": "The sources disagree",
 }
 DISAGREE_NOTE = {
-    "vi": "Các nguồn không thống nhất; cả hai được nêu kèm nguồn và ngày, nguồn mới hơn trước.",
-    "en": "The sources do not agree; both are shown with their source and date, the newer first.",
+    "vi": "Các nguồn không thống nhất; mỗi thông tin được nêu kèm nguồn và ngày, nguồn mới hơn trước.",
+    "en": "The sources do not agree; each answer is shown with its source and date, the newer first.",
 }
 PART_MISSING = {
     "vi": "Tài liệu không nói về phần: “{part}”.",
@@ -626,6 +626,9 @@ def _name_in_role(kind: str, sentence: str, question: str, topic: list[KeyTerm])
     compounds = _lexicon_kinds()
     forms = [f for t in topic for f in t.forms]
     for start, end in _typed_spans(kind, sentence, question):
+        after = _syllables(sentence[end : end + 60])
+        if after[:1] in (["lam"], ["la"]) and any(tuple(after[1 : 1 + len(f)]) == f for f in forms):
+            return sentence[start:end]  # '… do Thứ trưởng X làm Trưởng đoàn': the role after the name
         before = _syllables(sentence[:start])
         for i in range(len(before) - 1, max(-1, len(before) - 14), -1):
             # Longest match: 'đại sứ quán' (embassy) is not 'đại sứ' (ambassador).
@@ -751,7 +754,8 @@ class ExtractiveAnswerer:
         for rank, hit in enumerate(hits):
             text = hit.chunk.text
             sentences = [text[s:e] for s, e in split_sentences(text)]
-            sentences = [s for s in sentences if len(s.split()) >= 4]
+            # A question is never evidence, though a passage may repeat it (FAQ pages, planted passages).
+            sentences = [s for s in sentences if len(s.split()) >= 4 and not s.rstrip().endswith(("?", "？"))]
             if not sentences:
                 continue
             # The document's title and date are context every sentence of it shares ('2023' from its date).
@@ -831,23 +835,27 @@ class ExtractiveAnswerer:
             if holder is not chosen[0]:
                 chosen.remove(holder)
                 chosen.insert(0, holder)
-            rival = self._rival(kind, question, terms, cands, holder, span, extra) if span else None
-            if rival is not None:
-                # Both sides are shown, never one picked silently: the rival replaces the last extra quote.
-                others = [c for c in chosen[1:] if c.sentence != rival.sentence][: max(0, self.max_sentences - 2)]
-                chosen = [replace(holder, claim=span), *others, rival]
+            rivals = self._rivals(kind, question, terms, cands, holder, span, extra) if span else []
+            if rivals:
+                # Every side is shown, never one picked silently: rivals replace the extra quotes.
+                rivals = rivals[: max(1, self.max_sentences - 1)]
+                room = max(0, self.max_sentences - 1 - len(rivals))
+                others = [c for c in chosen[1:] if all(c.sentence != r.sentence for r in rivals)][:room]
+                chosen = [replace(holder, claim=span), *others, *rivals]
         return chosen, span
 
-    def _rival(self, kind: str, question: str, terms: list[KeyTerm], cands: list[_Candidate], holder: _Candidate,
-               span: str, extra: tuple[str, ...]) -> _Candidate | None:
-        """Another document's sentence, as much on point as `holder`, that gives a different answer (a
+    def _rivals(self, kind: str, question: str, terms: list[KeyTerm], cands: list[_Candidate], holder: _Candidate,
+                span: str, extra: tuple[str, ...]) -> list[_Candidate]:
+        """Other documents' sentences, as much on point as `holder`, that give a different answer each (a
         conflicting figure, name or date, or the same figure at another time), with that answer as `claim`."""
+        out: list[_Candidate] = []
+        keys = {_claim_key(span)}
+        docs = {holder.hit.chunk.doc_id}
         anchors = [t for t in terms if t.anchor]
         lacking = {t.surface for t in missing_anchors(anchors, holder.sentence)}
         topic = [t for t in terms if not t.anchor]
-        key = _claim_key(span)
         for c in cands:
-            if c.hit.chunk.doc_id == holder.hit.chunk.doc_id:
+            if c.hit.chunk.doc_id in docs:
                 continue
             if c.coverage < max(self.min_evidence, holder.coverage - 0.1) or not has_answer_type(kind, c.sentence, question):
                 continue
@@ -858,9 +866,11 @@ class ExtractiveAnswerer:
             else:
                 other = short_answer(kind, c.sentence, question, extra)
             other_key = _claim_key(other)
-            if other_key and key and other_key not in key and key not in other_key:
-                return replace(c, claim=other)
-        return None
+            if other_key and all(k and other_key not in k and k not in other_key for k in keys):
+                out.append(replace(c, claim=other))
+                keys.add(other_key)
+                docs.add(c.hit.chunk.doc_id)
+        return out
 
     def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
         """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
