@@ -741,6 +741,15 @@ class ExtractiveAnswerer:
         """Every sentence of the hits, scored by key-term coverage and embedding similarity."""
         return self._candidates(plan.question, plan, hits)
 
+    def supporting_passages(self, question: str, plan: QueryPlan, hits: list[Hit]) -> set[int] | None:
+        """1-based numbers of the hits whose passage holds every anchor of `question` and the relation it
+        asks about — the passages an answer may rest on, for any backend. None when the question has no
+        key terms to check (a bare follow-up), so the caller cannot judge it this way."""
+        terms, cands = self._candidates(question, plan, hits)
+        if not terms:
+            return None
+        return {c.hit_rank + 1 for c in cands if c.eligible}
+
     def _candidates(self, question: str, plan: QueryPlan, hits: list[Hit]) -> tuple[list[KeyTerm], list[_Candidate]]:
         terms = key_terms(question, self.lexicon, self.index)
         rels = relations(question)
