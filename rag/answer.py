@@ -23,7 +23,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +62,14 @@ DATES_DIFFER = {
     "en": "The sources are dated differently ({dates}); the newest is listed first.",
 }
 KEY_TERMS = {"en": "Key terms: "}
+SOURCES_DISAGREE = {
+    "vi": "Các nguồn nêu khác nhau",
+    "en": "The sources disagree",
+}
+DISAGREE_NOTE = {
+    "vi": "Các nguồn không thống nhất; mỗi thông tin được nêu kèm nguồn và ngày, nguồn mới hơn trước.",
+    "en": "The sources do not agree; each answer is shown with its source and date, the newer first.",
+}
 PART_MISSING = {
     "vi": "Tài liệu không nói về phần: “{part}”.",
     "en": "The documents do not cover this part: “{part}”.",
@@ -824,6 +832,47 @@ def _is_definition(sentence: str, term: str) -> bool:
                                       toks))
 
 
+def _name_in_role(kind: str, sentence: str, question: str, topic: list[KeyTerm]) -> str:
+    """The first name in `sentence` that fills the role the question asks about: a few words after a
+    topic word ('Đại sứ … tại Nhật Bản Phạm Quang Hiệu', '… hiện nay là ông Đỗ Quang Vinh'), not a name in
+    another role ('Thứ trưởng X gửi lời cám ơn Đại sứ …'). '' when no name does."""
+    compounds = _lexicon_kinds()
+    forms = [f for t in topic for f in t.forms]
+    for start, end in _typed_spans(kind, sentence, question):
+        after = _syllables(sentence[end : end + 60])
+        if after[:1] in (["lam"], ["la"]) and any(tuple(after[1 : 1 + len(f)]) == f for f in forms):
+            return sentence[start:end]  # '… do Thứ trưởng X làm Trưởng đoàn': the role after the name
+        before = _syllables(sentence[:start])
+        for i in range(len(before) - 1, max(-1, len(before) - 14), -1):
+            # Longest match: 'đại sứ quán' (embassy) is not 'đại sứ' (ambassador).
+            hit = next((f for f in forms if tuple(before[i : i + len(f)]) == f and not any(
+                tuple(before[i : i + len(f) + k]) in compounds for k in (1, 2))), None)
+            if hit is None:
+                continue
+            between = before[i + len(hit) :]
+            if not any(tuple(between[j : j + 2]) in _OTHER_ROLES for j in range(len(between))):
+                words = sentence[start:end].split()
+                known = _known_non_person_names()
+                # A place glued to the name by capitals ('… tại Nhật Bản Phạm Quang Hiệu') is not part of it.
+                while kind == "person" and len(words) > 2 and any(
+                        " ".join(words[:k]).lower() in known for k in (1, 2, 3)):
+                    k = next(k for k in (3, 2, 1) if " ".join(words[:k]).lower() in known)
+                    words = words[k:]
+                return " ".join(words)
+            break
+    return ""
+
+
+def _claim_key(text: str) -> str:
+    """A short answer compared across sources: no case, tones, spaces or digit separators."""
+    return re.sub(r"[^0-9a-z]", "", strip_diacritics(text).lower())
+
+
+# Titles that, between the asked role word and a name, mean the name fills another role.
+_OTHER_ROLES = frozenset({("thu", "truong"), ("bo", "truong"), ("chu", "tich"), ("giam", "doc"), ("thu", "tuong"),
+                          ("pho", "thu"), ("tong", "giam")})
+
+
 def format_date(iso: str) -> str:
     """'2023-12-17' -> '17/12/2023' ('' for an empty or malformed date)."""
     m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", iso or "")
@@ -867,6 +916,7 @@ class _Candidate:
     similarity: float
     score: float
     eligible: bool = True  # the passage holds every anchor and the relation asked about
+    claim: str = ""  # the short answer this sentence gives, when another source gives a different one
 
 
 class ExtractiveAnswerer:
@@ -904,6 +954,15 @@ class ExtractiveAnswerer:
         """Every sentence of the hits, scored by key-term coverage and embedding similarity."""
         return self._candidates(plan.question, plan, hits)
 
+    def supporting_passages(self, question: str, plan: QueryPlan, hits: list[Hit]) -> set[int] | None:
+        """1-based numbers of the hits whose passage holds every anchor of `question` and the relation it
+        asks about — the passages an answer may rest on, for any backend. None when the question has no
+        key terms to check (a bare follow-up), so the caller cannot judge it this way."""
+        terms, cands = self._candidates(question, plan, hits)
+        if not terms:
+            return None
+        return {c.hit_rank + 1 for c in cands if c.eligible}
+
     def _candidates(self, question: str, plan: QueryPlan, hits: list[Hit]) -> tuple[list[KeyTerm], list[_Candidate]]:
         terms = key_terms(question, self.lexicon, self.index)
         rels = relations(question)
@@ -927,8 +986,10 @@ class ExtractiveAnswerer:
         for rank, hit in enumerate(hits):
             text = hit.chunk.text
             sentences = [text[s:e] for s, e in split_sentences(text)]
-            # Headings ('=== Đại sứ Việt Nam tại Nhật Bản ===') label a section; they state nothing.
-            sentences = [s for s in sentences if len(s.split()) >= 4 and "==" not in s]
+            # Headings ('=== Đại sứ Việt Nam tại Nhật Bản ===') label a section; they state nothing. A question
+            # is never evidence, though a passage may repeat it (FAQ pages, planted passages).
+            sentences = [s for s in sentences if len(s.split()) >= 4 and "==" not in s
+                         and not s.rstrip().endswith(("?", "？"))]
             if not sentences:
                 continue
             # The document's title and date are context every sentence of it shares ('2023' from its date).
@@ -1013,6 +1074,13 @@ class ExtractiveAnswerer:
                     if holder is not chosen[0]:
                         chosen.remove(holder)
                         chosen.insert(0, holder)
+                    rivals = self._rivals(kind, question, terms, cands, holder, span, extra) if span else []
+                    if rivals:
+                        # Every side is shown, never one picked silently: rivals replace the extra quotes.
+                        rivals = rivals[: max(1, self.max_sentences - 1)]
+                        room = max(0, self.max_sentences - 1 - len(rivals))
+                        others = [c for c in chosen[1:] if all(c.sentence != r.sentence for r in rivals)][:room]
+                        chosen = [replace(holder, claim=span), *others, *rivals]
                 return chosen, span
         return [], ""
 
@@ -1062,6 +1130,34 @@ class ExtractiveAnswerer:
             return []
         return chosen
 
+    def _rivals(self, kind: str, question: str, terms: list[KeyTerm], cands: list[_Candidate], holder: _Candidate,
+                span: str, extra: tuple[str, ...]) -> list[_Candidate]:
+        """Other documents' sentences, as much on point as `holder`, that give a different answer each (a
+        conflicting figure, name or date, or the same figure at another time), with that answer as `claim`."""
+        out: list[_Candidate] = []
+        keys = {_claim_key(span)}
+        docs = {holder.hit.chunk.doc_id}
+        anchors = [t for t in terms if t.anchor]
+        lacking = {t.surface for t in missing_anchors(anchors, holder.sentence)}
+        topic = [t for t in terms if not t.anchor]
+        for c in cands:
+            if c.hit.chunk.doc_id in docs:
+                continue
+            if c.coverage < max(self.min_evidence, holder.coverage - 0.1) or not has_answer_type(kind, c.sentence, question):
+                continue
+            if {t.surface for t in missing_anchors(anchors, c.sentence)} - lacking:
+                continue  # less specific than the answer it would contradict
+            if kind in ("person", "place") and topic:
+                other = _name_in_role(kind, c.sentence, question, topic)
+            else:
+                other = short_answer(kind, c.sentence, question, extra)
+            other_key = _claim_key(other)
+            if other_key and all(k and other_key not in k and k not in other_key for k in keys):
+                out.append(replace(c, claim=other))
+                keys.add(other_key)
+                docs.add(c.hit.chunk.doc_id)
+        return out
+
     def answer(self, plan: QueryPlan, hits: list[Hit]) -> Answer:
         """An Answer quoting up to `max_sentences` sentences, or the refusal sentence."""
         lang = answer_language(plan.language)
@@ -1101,7 +1197,15 @@ class ExtractiveAnswerer:
         newest = format_date(max(dates)) if dates else ""
         as_of = f" ({AS_OF[lang].format(date=newest)})" if newest else ""
         lines = [FRAME[lang]]
-        if span:
+        claims = [(i, c) for i, c in enumerate(chosen, 1) if c.claim]
+        if len(claims) > 1:  # conflicting sources: each answer with its citation and date, newest first
+            shown = [
+                f"{english_number(c.claim) if lang == 'en' else c.claim} [{i}]"
+                + (f" ({format_date(c.hit.chunk.date)})" if format_date(c.hit.chunk.date) else "")
+                for i, c in claims
+            ]
+            lines.append(f"{SOURCES_DISAGREE[lang]}: " + "; ".join(shown))
+        elif span:
             n = next(i for i, c in enumerate(chosen, 1) if span in c.sentence)
             shown = span
             if lang == "en":
@@ -1119,8 +1223,10 @@ class ExtractiveAnswerer:
                 lines.append(KEY_TERMS["en"] + "; ".join(f"{vi} = {en}" for vi, en in glossed) + ".")
         if newest and not span:
             lines.append(SOURCE_DATE[lang].format(date=newest))
-        if len(dates) > 1:
+        if len(dates) > 1 and len(claims) < 2:
             lines.append(DATES_DIFFER[lang].format(dates=", ".join(format_date(d) for d in sorted(dates, reverse=True))))
+        if len(claims) > 1:
+            lines.append(DISAGREE_NOTE[lang])
         for part in missing_parts:
             lines.append(PART_MISSING[lang].format(part=part))
         return Answer(

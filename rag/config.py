@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         description="auto/onnx: ONNX Runtime export of the model (same vectors, faster), torch when it is "
         "unavailable; torch: sentence-transformers only.",
     )
+    embedding_bulk_bf16: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Embed large ingest batches in bfloat16 on torch (about 2x faster on CPUs with AMX or "
+        "AVX512-BF16, vectors within 0.9999 cosine of float32); auto: on such CPUs for `rag ingest`, off in "
+        "the app (keeps torch out of the server's memory).",
+    )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "vj-rag", description="Per-machine cache (ONNX exports of the embedder)."
     )
