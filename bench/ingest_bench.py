@@ -94,21 +94,26 @@ class CountingEmbedder:
         return self.inner.embed_queries(texts)
 
 
-def run_ours(docs: Path, home: Path, runtime: str, cache_dir: Path | None) -> dict[str, Any]:
+def run_ours(docs: Path, home: Path, runtime: str, cache_dir: Path | None, bulk: str = "auto") -> dict[str, Any]:
     from rag.config import BUNDLED_MODEL, Settings
     from rag.embed import load_embedder
     from rag.index import Index
 
     extra = {"cache_dir": cache_dir} if cache_dir else {}
-    settings = Settings(_env_file=None, home=home, embedding_model=BUNDLED_MODEL, embedding_runtime=runtime, **extra)
+    settings = Settings(
+        _env_file=None, home=home, embedding_model=BUNDLED_MODEL, embedding_runtime=runtime,
+        embedding_bulk_bf16=bulk, **extra,
+    )
     t = time.perf_counter()
     embedder = CountingEmbedder(load_embedder(settings).embedder)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
     report = Index.open(settings, must_exist=False).sync([docs], embedder)
     seconds = time.perf_counter() - t
+    inner = embedder.inner
+    precision = "bf16 bulk" if inner.bulk_runtime and inner.__dict__.get("_bulk_state", {}).get("encode") else "fp32"
     return {
-        "pipeline": f"ours ({embedder.inner.runtime})",
+        "pipeline": f"ours ({inner.runtime}, {precision})",
         "docs": len(report.added) + len(report.updated),
         "skipped": len(report.skipped),
         "chunks": report.total_chunks,
@@ -192,7 +197,9 @@ def worker(args: argparse.Namespace) -> int:
     if args.worker == "naive":
         result = run_naive(Path(args.docs), home)
     else:
-        result = run_ours(Path(args.docs), home, args.runtime, Path(args.cache_dir) if args.cache_dir else None)
+        result = run_ours(
+            Path(args.docs), home, args.runtime, Path(args.cache_dir) if args.cache_dir else None, args.bulk
+        )
     result["peak_rss_mb"] = peak_rss_mb()
     s = result["seconds"]
     result.update(
@@ -206,8 +213,11 @@ def worker(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------- driver
 
 
-def run_worker(kind: str, docs: Path, home: Path, args: argparse.Namespace, runtime: str = "auto") -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", kind, "--docs", str(docs), "--home", str(home), "--runtime", runtime]
+def run_worker(
+    kind: str, docs: Path, home: Path, args: argparse.Namespace, runtime: str = "auto", bulk: str = "auto"
+) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", kind, "--docs", str(docs), "--home", str(home), "--runtime", runtime,
+           "--bulk", bulk]
     if args.cache_dir:
         cmd += ["--cache-dir", str(args.cache_dir)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -238,12 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--viwiki", type=Path, default=VIWIKI)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rag-ingest-bench"), help="samples + scratch")
     parser.add_argument("--cache-dir", type=Path, default=None, help="RAG_CACHE_DIR for the ONNX export")
-    parser.add_argument("--torch-too", action="store_true", help="also run ours on the torch runtime")
+    parser.add_argument("--torch-too", action="store_true", help="also run ours on the torch runtime (float32)")
+    parser.add_argument("--float32-too", action="store_true", help="also run ours with bulk bfloat16 off")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs per pipeline; the median is kept")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--worker", choices=("ours", "naive"), help=argparse.SUPPRESS)
     parser.add_argument("--docs", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--runtime", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--bulk", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
@@ -253,12 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         docs = sample_articles(args.viwiki, args.work, size)
         home = args.work / "home"
-        naive: dict[str, Any] = {}
-        for kind, runtime in [("naive", "auto"), ("ours", "auto")] + ([("ours", "torch")] if args.torch_too else []):
-            row = {"size": size, **run_worker(kind, docs, home, args, runtime=runtime)}
-            naive = naive or row
-            row["ratio"] = row["docs_per_s"] / naive["docs_per_s"]
-            print(json.dumps(row), file=sys.stderr, flush=True)  # each run as soon as it is done
+        variants = [("naive", "auto", "auto"), ("ours", "auto", "auto")]
+        variants += [("ours", "auto", "off")] if args.float32_too else []
+        variants += [("ours", "torch", "off")] if args.torch_too else []
+        runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(variants))}
+        # Interleaved (naive, ours, ..., naive, ours, ...) so a load change on a shared machine hits all alike.
+        for _ in range(max(1, args.repeat)):
+            for i, (kind, runtime, bulk) in enumerate(variants):
+                row = {"size": size, **run_worker(kind, docs, home, args, runtime=runtime, bulk=bulk)}
+                print(json.dumps(row), file=sys.stderr, flush=True)  # each run as soon as it is done
+                runs[i].append(row)
+        medians = [sorted(r, key=lambda x: x["docs_per_s"])[len(r) // 2] for r in runs.values()]
+        for row in medians:
+            row["ratio"] = row["docs_per_s"] / medians[0]["docs_per_s"]
+            row["runs"] = len(runs[0])
             rows.append(row)
     print(table(rows))
     print(f"\n{os.cpu_count()} CPUs, load average before/after: {os.getloadavg()[0]:.1f} (shared machine: "

@@ -262,6 +262,12 @@ class Pipeline:
                                         lang=lang, k=k or 10, filters=filters)
         if found.empty:
             return None  # nothing to list: the ordinary answer (or refusal) is more useful
+        if asked_jp:
+            # Some quoted sentence must name an organisation together with the asked Japanese place: 'offices
+            # in Nagoya' is not answered by Osaka's offices plus a list of regions that happens to name Nagoya.
+            quoted = [detect_question_entities(c.quote) for c in found.sources]
+            if not any(set(asked_jp) & set(e.places_jp) and e.organizations for e in quoted):
+                return None  # the ordinary answer refuses
         timings = {**found.timings_ms, "answer": round(found.timings_ms.get("total", 0.0)
                                                         - found.timings_ms.get("retrieve", 0.0), 1),
                    "total": round((time.perf_counter() - t0) * 1000, 1)}
@@ -375,6 +381,15 @@ class Pipeline:
         timings = {"retrieve": round(state["retrieve_ms"], 1)}
         answer: Answer | None = None
         notice = ""
+        supporting = None
+        if use_llm and self.llm_answerer is not None and result.hits:
+            # The same anchors gate as the extractive answer: no passage naming the question's places,
+            # organisations, years... and the relation asked about means no answer, and no LLM call.
+            supporting = self.extractive.supporting_passages(
+                state["standalone"], replace(result.plan, question=state["standalone"]), result.hits
+            )
+            if supporting == set():
+                use_llm = False
         if use_llm and self.llm_answerer is not None and result.hits:
             t = time.perf_counter()
             timings["prepare"] = round((t - t0) * 1000, 1)  # pipeline overhead before the LLM is called
@@ -391,6 +406,13 @@ class Pipeline:
                     # The streamed text held sentences the final answer drops: consumers discard it.
                     yield StreamEvent("reset")
                 answer = self.llm_answerer.finalize(question, lang, result.hits, text)
+                if answer is not None and not answer.refused and supporting and not (
+                        {c.n for c in answer.citations} & supporting):
+                    # Every citation is a passage lacking the question's anchors: topic words, not an answer.
+                    log.info("LLM answer cites only passages without the question's anchors; falling back.")
+                    if not removed:
+                        yield StreamEvent("reset")  # the streamed tokens are not the answer
+                    answer, removed = None, [text]
                 if answer is None:
                     notice = (UNSUPPORTED_FALLBACK_NOTICE if removed else NO_CITATION_NOTICE)[lang]
                 elif removed:

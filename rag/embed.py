@@ -9,6 +9,11 @@ Two runtimes of the same model: ONNX Runtime (`rag/embed_onnx.py`, the default w
 faster, and no torch import at start-up) and sentence-transformers on torch (the reference, and the
 fallback when the ONNX export is unavailable). Their vectors agree within 0.999 cosine, so an index
 records only the model name and either runtime can query an index the other built.
+
+Bulk document embedding (an ingest batch of hundreds of sentences) goes through torch in bfloat16 when
+the CPU multiplies bfloat16 natively (AMX or AVX512-BF16): about twice the tokens/s of float32 on such
+a CPU, with vectors within 0.9999 cosine of float32 (checked by a test). Queries and small batches stay
+on the loaded runtime, so `rag ask` never imports torch for it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +35,27 @@ from rag.config import BUNDLED_MODEL, Settings
 from rag.errors import EmbeddingUnavailable
 
 log = logging.getLogger(__name__)
+
+# An embed_documents call with at least this many model inputs takes the bulk (bfloat16) path when it is
+# on: an ingest batch (64 chunks, ~500 sentences) does, a question or a one-paragraph upload does not,
+# so the torch model is only loaded when a real ingest needs it.
+BULK_MIN_TEXTS = 256
+# Texts per forward pass in bfloat16: AMX tiles want tall matrices. Sentences of viwiki, quiet 2-core
+# machine, same run: batch 8 -> 10.5k tokens/s, 32 -> 17.5k, 64 -> 19.9k, 128 -> 16.0k (float32: 8.5k).
+BF16_BATCH = 64
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo: no torch import)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:  # not Linux: stay on float32
+        pass
+    return False
 
 
 class Embedder(Protocol):
@@ -63,6 +91,9 @@ class _WindowedEmbedder:
     _max_tokens: int
     _query_prefix: str
     _passage_prefix: str
+    # Set by `make_embedder` when bulk bfloat16 is on: returns the encode function for large batches.
+    _bulk_loader: Callable[[], Callable[[list[str]], np.ndarray]] | None = None
+    bulk_runtime: str = ""
 
     def _set_prefixes(self) -> None:
         lowered = self.name.lower()
@@ -95,13 +126,34 @@ class _WindowedEmbedder:
                 owner.append(i)
         if not windows:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._encode(windows)
+        vectors = self._encode_documents(windows)
         if len(windows) == len(texts):
             return vectors
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         np.add.at(out, np.asarray(owner), vectors)
         out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
         return out
+
+    def _encode_documents(self, windows: list[str]) -> np.ndarray:
+        """`_encode`, or the bulk bfloat16 encoder for a large batch when it is on and loads."""
+        if self._bulk_loader is not None and len(windows) >= BULK_MIN_TEXTS:
+            encode = self._bulk_encoder()
+            if encode is not None:
+                return encode(windows)
+        return self._encode(windows)
+
+    def _bulk_encoder(self) -> Callable[[list[str]], np.ndarray] | None:
+        """Load the bulk encoder once (thread-safe); on failure log once and keep the loaded runtime."""
+        state = self.__dict__.setdefault("_bulk_state", {"lock": threading.Lock(), "encode": None, "failed": False})
+        with state["lock"]:
+            if state["encode"] is None and not state["failed"] and self._bulk_loader is not None:
+                try:
+                    state["encode"] = self._bulk_loader()
+                except Exception as exc:  # no torch, or the model will not load: float32 is still right
+                    state["failed"] = True
+                    log.warning("Bulk bfloat16 embedding unavailable (%s: %s); using %s float32.",
+                                type(exc).__name__, exc, self.runtime)
+            return state["encode"]
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """Query vectors, remembered for the last few hundred texts: retrieval and the extractive
@@ -147,6 +199,18 @@ class SentenceTransformerEmbedder(_WindowedEmbedder):
             dtype=np.float32,
         )
 
+    def encode_bf16(self, texts: list[str]) -> np.ndarray:
+        """`_encode` with the matrix products in bfloat16 (autocast) and the result in float32."""
+        import torch
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            vectors = self._model.encode(
+                texts, batch_size=BF16_BATCH, convert_to_tensor=True, normalize_embeddings=False,
+                show_progress_bar=False,
+            )
+        vectors = torch.nn.functional.normalize(vectors.float(), dim=1)
+        return vectors.numpy().astype(np.float32, copy=False)
+
 
 @dataclass(frozen=True)
 class LoadedEmbedder:
@@ -185,28 +249,61 @@ def _model_dir(name: str) -> Path | None:
         return Path(name)
     try:
         from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception:  # not cached: only the torch runtime can fetch it
+    except ImportError:  # pragma: no cover - a dependency of sentence-transformers
         return None
+    # sentence-transformers also resolves a bare name to its own organisation ('all-MiniLM-L6-v2').
+    for repo_id in [name] + ([f"sentence-transformers/{name}"] if "/" not in name else []):
+        try:
+            return Path(snapshot_download(repo_id, local_files_only=True))
+        except Exception:  # not cached: only the torch runtime can fetch it
+            continue
+    return None
+
+
+def bulk_bf16_enabled(settings: Settings) -> bool:
+    """Whether large document batches are embedded in bfloat16 (`RAG_EMBEDDING_BULK_BF16`)."""
+    if settings.embedding_bulk_bf16 == "auto":
+        return cpu_has_native_bf16()
+    return settings.embedding_bulk_bf16 == "on"
 
 
 def make_embedder(
     name: str, settings: Settings, *, local_files_only: bool = True
 ) -> SentenceTransformerEmbedder | _WindowedEmbedder:
-    """`name` on the configured runtime: ONNX Runtime when possible, else the reference torch runtime."""
-    if settings.embedding_runtime != "torch":
-        model_dir = _model_dir(name)
-        if model_dir is not None:
-            try:
-                from rag.embed_onnx import load_onnx_embedder
+    """`name` on the configured runtime (ONNX Runtime when possible, else the reference torch runtime),
+    with the bulk bfloat16 path attached when it is on."""
+    embedder = _make_runtime(name, settings, local_files_only=local_files_only)
+    if bulk_bf16_enabled(settings):
+        if isinstance(embedder, SentenceTransformerEmbedder):
+            torch_embedder = embedder
+            embedder._bulk_loader = lambda: torch_embedder.encode_bf16
+        else:
+            batch = settings.embedding_batch_size
+            embedder._bulk_loader = lambda: SentenceTransformerEmbedder(
+                name, local_files_only=local_files_only, batch_size=batch
+            ).encode_bf16
+        embedder.bulk_runtime = "torch-bf16"
+    return embedder
 
-                return load_onnx_embedder(
-                    name, model_dir, settings.cache_dir, batch_size=settings.embedding_batch_size
-                )
-            except Exception as exc:  # missing onnxruntime/onnx, unsupported model, failed check
-                log.warning("ONNX runtime unavailable for %s (%s: %s); using sentence-transformers on torch.",
-                            name, type(exc).__name__, exc)
+
+def _make_runtime(
+    name: str, settings: Settings, *, local_files_only: bool = True
+) -> SentenceTransformerEmbedder | _WindowedEmbedder:
+    model_dir = _model_dir(name)
+    if model_dir is None and local_files_only:
+        # Torch would look in the same cache and fail the same way, only after seconds of imports: an
+        # offline start with an uncached default model reaches the fallback at once.
+        raise FileNotFoundError(f"'{name}' is not a folder, the bundled model, or in the local model cache")
+    if settings.embedding_runtime != "torch" and model_dir is not None:
+        try:
+            from rag.embed_onnx import load_onnx_embedder
+
+            return load_onnx_embedder(
+                name, model_dir, settings.cache_dir, batch_size=settings.embedding_batch_size
+            )
+        except Exception as exc:  # missing onnxruntime/onnx, unsupported model, failed check
+            log.warning("ONNX runtime unavailable for %s (%s: %s); using sentence-transformers on torch.",
+                        name, type(exc).__name__, exc)
     return SentenceTransformerEmbedder(name, local_files_only=local_files_only, batch_size=settings.embedding_batch_size)
 
 

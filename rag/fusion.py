@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+from rag.text import strip_diacritics
 
 
 def weighted_rrf(
@@ -33,3 +36,41 @@ def weighted_rrf(
 def ranks_of(rankings: Mapping[str, Sequence[str]], doc_id: str) -> dict[str, int]:
     """The 1-based rank of `doc_id` in every run that contains it."""
     return {run: ids.index(doc_id) + 1 for run, ids in rankings.items() if doc_id in ids}
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def shingles(text: str, n: int = 5) -> frozenset[int]:
+    """Hashes of the text's word n-grams (case- and tone-insensitive), for near-duplicate detection."""
+    words = [strip_diacritics(w).lower() for w in _WORD.findall(text)]
+    if len(words) < n:
+        return frozenset({hash(tuple(words))}) if words else frozenset()
+    return frozenset(hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1))
+
+
+def drop_near_duplicates(
+    fused: Sequence[tuple[str, float]],
+    limit: int,
+    shingles_of: Callable[[str], frozenset[int]],
+    document_of: Callable[[str], str],
+    containment: float = 0.5,
+) -> list[tuple[str, float]]:
+    """The first `limit` ids of `fused`, skipping one whose text another document's kept hit already
+    mostly contains (>= `containment` of the smaller one's word 5-grams).
+
+    Why: the same wire story in five outlets, or five planted copies of one false claim (PoisonedRAG),
+    would otherwise fill every slot of the top k and push the passage that says otherwise out of sight.
+    Chunks of one document overlap by design and are never collapsed.
+    """
+    kept: list[tuple[str, float]] = []
+    seen: list[tuple[str, frozenset[int]]] = []
+    for cid, score in fused:
+        if len(kept) >= limit:
+            break
+        grams, doc = shingles_of(cid), document_of(cid)
+        if any(d != doc and g and grams and len(g & grams) >= containment * min(len(g), len(grams)) for d, g in seen):
+            continue
+        kept.append((cid, score))
+        seen.append((doc, grams))
+    return kept

@@ -54,6 +54,15 @@ def create_app(service: Service) -> Any:
     return gr.mount_gradio_app(api, demo, path="/", **gradio_options(service.settings), **page_options())
 
 
+def app_settings(settings: Settings) -> Settings:
+    """The settings as the app uses them: bulk bfloat16 embedding `auto` means off here. The app keeps
+    torch (~1 GB resident) out of its memory for the sake of an occasional upload; bulk bfloat16 is for
+    `rag ingest`. RAG_EMBEDDING_BULK_BF16=on turns it on in the app too."""
+    if settings.embedding_bulk_bf16 == "auto":
+        return settings.model_copy(update={"embedding_bulk_bf16": "off"})
+    return settings
+
+
 def serve(settings: Settings, **_: Any) -> None:
     """Start the service in the background, then serve API + UI on settings.host:settings.port."""
     import uvicorn
@@ -67,6 +76,7 @@ def serve(settings: Settings, **_: Any) -> None:
                         settings.host)
     else:
         log.info("Listening on %s only (this machine); set RAG_HOST=0.0.0.0 to serve others.", settings.host)
+    settings = app_settings(settings)
     service = Service(settings)
     service.start(sync_corpus=True, background=True, watch=True)
     app = create_app(service)

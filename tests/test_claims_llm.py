@@ -111,3 +111,37 @@ def test_refusals_and_supported_answers_are_left_alone(llm_pipeline, server):
     answer = _final(events)
     assert answer.backend == "llm" and not answer.notice
     assert answer.text == f"Theo tài liệu:\n- {GOOD_VI}\n- Phó Thủ tướng tin tưởng đây là cầu nối quan trọng [1]."
+
+
+@pytest.mark.parametrize(
+    ("question", "lang"),
+    [("JICA tài trợ bao nhiêu cho tỉnh Cà Mau năm 2019?", "vi"),
+     ("How much did JICA fund Ca Mau province in 2019?", "en")],
+)
+def test_no_passage_with_the_anchors_means_no_llm_call_and_a_refusal(llm_pipeline, server, question, lang):
+    # Cà Mau is in no document: the LLM is not asked to make an answer out of the topic words.
+    from rag.answer import REFUSAL
+
+    server.enqueue_reply("JICA đã tài trợ cho nhiều dự án ở Việt Nam [1].")
+    answer = llm_pipeline.ask(question)
+    assert answer.refused and answer.text == REFUSAL[lang], answer.text
+    # Refused before any answer generation (an English question may still be translated for retrieval).
+    assert not [r for r in server.chat_requests if "<source" in str(r.body)]
+
+
+def test_an_llm_answer_citing_only_passages_without_the_anchors_falls_back(llm_pipeline, server):
+    # The question's anchors (EMB-AI) are in some retrieved passage, but the model cites another one
+    # whose sentences are true yet say nothing about EMB-AI: not an answer.
+    from rag.chain import UNSUPPORTED_FALLBACK_NOTICE
+
+    question = "Ứng dụng EMB-AI được ra mắt ở đâu?"
+    hits = llm_pipeline.retrieve(question).hits
+    off = next(i for i, h in enumerate(hits, 1) if "EMB-AI" not in f"{h.chunk.title}\n{h.chunk.text}")
+    quote = next(s for s in hits[off - 1].chunk.text.split(". ") if len(s.split()) > 6)
+    server.enqueue_reply(f"{quote} [{off}].")
+    events = list(llm_pipeline.stream(question))
+    answer = _final(events)
+    assert answer.backend == "extractive", answer.text
+    assert answer.notice == UNSUPPORTED_FALLBACK_NOTICE["vi"]
+    assert "reset" in [e.kind for e in events]  # the streamed tokens are discarded
+    assert all("EMB-AI" in f"{c.chunk.title}\n{c.chunk.text}" for c in answer.citations)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +98,81 @@ def test_a_repeated_question_is_embedded_once(embedder, monkeypatch):
     assert sum(len(c) for c in calls) <= 2  # q at most once, the new text once
     assert np.allclose(first[0], again[0]) and np.allclose(again[0], again[2])
     assert float(again[0] @ again[1]) < 0.99
+
+
+def _bulk_texts() -> list[str]:
+    """More than BULK_MIN_TEXTS real texts: the seed sentences, alone and in neighbouring pairs."""
+    from rag.embed import BULK_MIN_TEXTS
+
+    sentences = _corpus_texts()[:-2] + ENGLISH
+    texts = list(dict.fromkeys(sentences + [f"{a} {b}" for a, b in itertools.pairwise(sentences)]))
+    k = 0
+    while len(texts) < BULK_MIN_TEXTS + 10:  # the seed set is small: add word-shifted variants
+        texts.append(" ".join(sentences[k % len(sentences)].split()[k // len(sentences) + 1 :]) or "Nhật Bản")
+        k += 1
+    return texts
+
+
+def test_bulk_batches_use_bfloat16_within_0999_cosine_of_float32(tmp_path, reference):
+    # The speed-up must not move the vectors: a large ingest batch goes through bfloat16 and each vector
+    # stays within 0.999 cosine (measured: 0.99997) of the float32 reference model's.
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_bulk_bf16="on"))
+    assert made.bulk_runtime == "torch-bf16"
+    texts = _bulk_texts()
+    vectors = made.embed_documents(texts)
+    assert made.__dict__["_bulk_state"]["encode"] is not None  # the bulk path ran
+    cos = np.sum(vectors * reference.embed_documents(texts), axis=1)
+    assert cos.min() >= 0.999, cos.min()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_questions_and_small_batches_stay_on_the_loaded_runtime(tmp_path):
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_bulk_bf16="on"))
+    made.embed_documents(ENGLISH)
+    made.embed_queries(["JICA là gì?"])
+    assert "_bulk_state" not in made.__dict__  # torch was never loaded for these
+
+
+def test_bulk_bfloat16_can_be_turned_off_and_auto_follows_the_cpu(tmp_path):
+    from rag.embed import bulk_bf16_enabled, cpu_has_native_bf16
+
+    off = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_bulk_bf16="off"))
+    assert off.bulk_runtime == "" and off._bulk_loader is None
+    assert bulk_bf16_enabled(make_settings(tmp_path)) is cpu_has_native_bf16()
+    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore").splitlines()
+    flags = next(line for line in cpuinfo if line.startswith("flags")).split()
+    assert cpu_has_native_bf16() is bool({"amx_bf16", "avx512_bf16"} & set(flags))
+
+
+def test_a_failing_bulk_loader_falls_back_to_float32(tmp_path, caplog):
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_bulk_bf16="off"))
+    texts = _bulk_texts()
+    expected = made.embed_documents(texts)
+
+    def broken() -> None:
+        raise ImportError("No module named 'torch'")
+
+    made._bulk_loader = broken
+    with caplog.at_level("WARNING"):
+        got = made.embed_documents(texts)
+    assert np.allclose(got, expected, atol=1e-5)
+    assert "Bulk bfloat16 embedding unavailable" in caplog.text
+
+
+def test_an_uncached_model_falls_back_without_importing_torch(tmp_path):
+    # Offline with the default (hub) model not cached: the fallback must come at once, not after the
+    # seconds torch and sentence-transformers take to import only to fail the same cache lookup.
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from rag.config import Settings\n"
+        "from rag.embed import load_embedder\n"
+        f"s = Settings(_env_file=None, home={str(tmp_path)!r}, embedding_model='vj-rag-tests/not-cached',\n"
+        "             embedding_allow_download=False)\n"
+        "loaded = load_embedder(s)\n"
+        "print(loaded.is_fallback, loaded.embedder.runtime, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "onnx", "False"], out.stdout + out.stderr[-2000:]

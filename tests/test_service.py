@@ -295,3 +295,14 @@ def test_word_documents_are_read_and_answered(writable_service, tmp_path):
         report = writable_service.add_files([("bad.docx", bad)])
         assert report.skipped and "Word" in report.skipped[0].reason_en
     assert len(writable_service.documents()) == before
+
+
+def test_the_app_keeps_bulk_bfloat16_off_unless_asked(tmp_path):
+    from rag.embed import make_embedder
+    from rag.server import app_settings
+
+    served = app_settings(make_settings(tmp_path))
+    assert served.embedding_bulk_bf16 == "off"
+    assert make_embedder(BUNDLED_MODEL, served)._bulk_loader is None  # no torch for uploads in the app
+    assert app_settings(make_settings(tmp_path, embedding_bulk_bf16="on")).embedding_bulk_bf16 == "on"
+    assert make_settings(tmp_path).embedding_bulk_bf16 == "auto"  # the CLI keeps auto
