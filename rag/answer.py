@@ -940,6 +940,15 @@ class _Candidate:
     claim: str = ""  # the short answer this sentence gives, when another source gives a different one
 
 
+def _subsequence_rows(full: list[str], part: list[str]) -> list[int] | None:
+    """Positions in `full` of the items of `part`, in order, or None when `part` is not a subsequence."""
+    rows: list[int] = []
+    for i, item in enumerate(full):
+        if len(rows) < len(part) and item == part[len(rows)]:
+            rows.append(i)
+    return rows if len(rows) == len(part) else None
+
+
 class ExtractiveAnswerer:
     """Quotes the best-supported sentences with [n] citations, or refuses when no passage supports them."""
 
@@ -962,6 +971,15 @@ class ExtractiveAnswerer:
         stored = self.index.sentence_vectors(hit.chunk.chunk_id, sentences)
         if stored is not None:  # embedded once at ingest (rag/index.py), not per question
             return stored
+        # The store holds every sentence of 4+ words; headings and questions are left out here, so take
+        # the rows of the sentences kept instead of embedding them again at question time.
+        text = hit.chunk.text
+        quotable = [text[s:e] for s, e in split_sentences(text) if len(text[s:e].split()) >= 4]
+        if len(quotable) > len(sentences):
+            every = self.index.sentence_vectors(hit.chunk.chunk_id, quotable)
+            rows = _subsequence_rows(quotable, sentences)
+            if every is not None and rows is not None:
+                return every[rows]
         key = hit.chunk.chunk_id
         cached = self._sentence_vectors.get(key)
         if cached is None or len(cached) != len(sentences):

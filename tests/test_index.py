@@ -195,6 +195,33 @@ def test_extractive_answer_embeds_no_sentences_at_question_time(pipeline, embedd
     assert not answer.refused and "5.000" in answer.text
 
 
+def test_answer_reads_stored_vectors_when_it_skips_headings_and_questions(tmp_path, embedder):
+    """The answerer leaves out headings and question sentences the store holds: it takes the rows of the
+    sentences it keeps instead of embedding them at question time."""
+    from rag.answer import ExtractiveAnswerer
+    from rag.lexicon import default_lexicon
+    from rag.retrieve import HybridRetriever
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ban-dan.md").write_text(
+        "---\ntitle: Hợp tác bán dẫn\nsource: test\ndate: 2025-01-01\n---\n"
+        "=== Đào tạo kỹ sư bán dẫn cùng Nhật Bản ===\n\n"
+        "Việt Nam sẽ đào tạo bao nhiêu kỹ sư bán dẫn cùng các đối tác Nhật Bản?\n\n"
+        "Hai bên thống nhất đào tạo 1.000 kỹ sư bán dẫn tại Hà Nội trong năm năm tới. "
+        "Chương trình do các trường đại học của hai nước cùng thực hiện.\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "home")
+    index = Index.open(settings, must_exist=False)
+    index.sync([docs], embedder)
+    chunk = next(iter(index.chunks.values()))
+    assert any("==" in s or s.rstrip().endswith("?") for s in _quotable(chunk.text))  # skipped by the answerer
+    guarded = _NoDocumentEmbedding(embedder)
+    lexicon = default_lexicon()
+    result = HybridRetriever(index, guarded, settings, lexicon).retrieve("Đào tạo bao nhiêu kỹ sư bán dẫn?")
+    answer = ExtractiveAnswerer(index, guarded, lexicon).answer(result.plan, result.hits)
+    assert not answer.refused and "1.000" in answer.text
+
+
 def test_streamed_ingest_dedupes_copies_across_batches_and_leaves_no_temporary_files(
     tmp_path, corpus_copy, embedder, monkeypatch
 ):
