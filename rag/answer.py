@@ -79,6 +79,12 @@ W_ANCHOR = 1.5
 W_TERM = 1.0
 W_COMMON = 0.35
 UNKNOWN_ENGLISH_WEIGHT = 0.5
+# A content word this rare in the fixed reference (in under 1% of its articles: 'học phí', 'trí thức', 'visa')
+# names what is asked as much as a name does: a passage without it is about something else.
+RARE_WEIGHT = 1.0
+EXTRA_TOPIC = 0.75  # share of the main quote's topic coverage a quote from another passage must reach
+TOPIC_BONUS = 0.3  # sentence score for covering the non-anchor terms (anchors are often in the passage anyway)
+MAIN_TRIES = 5  # best-scoring sentences tried as the main quote before refusing
 TOPIC_SHARE = 0.4  # share of the non-anchor terms the quoted sentences must hold (calibrated with distractors)
 # Terms nearly every document of this domain contains: they neither anchor nor discriminate.
 _COMMON = frozenset({
@@ -115,6 +121,8 @@ class KeyTerm:
     weight: float
     anchor: bool = False
     scope: str = ""  # 'year' / 'place' for anchors that scope a figure (same figure, other year or country)
+    required: bool = False  # a rare word (see RARE_WEIGHT): the passage must hold it, like an anchor
+    toned: str = ""  # matched as written: 'tải' (download) would otherwise match 'tại' (at) everywhere
 
 
 @lru_cache(maxsize=1)
@@ -206,6 +214,21 @@ def _is_anchor_group(forms: set[tuple[str, ...]], surface: str, cased: bool) -> 
     return "proper" in kinds
 
 
+def _core(form: tuple[str, ...]) -> tuple[str, ...]:
+    """The form without the domain's ubiquitous names: ('tri', 'thuc', 'viet', 'nam') -> ('tri', 'thuc')."""
+    out: list[str] = []
+    i = 0
+    while i < len(form):
+        for n in (3, 2, 1):
+            if tuple(form[i : i + n]) in _COMMON:
+                i += n
+                break
+        else:
+            out.append(form[i])
+            i += 1
+    return tuple(out)
+
+
 def _is_common_phrase(form: tuple[str, ...]) -> bool:
     """'viet nam nhat ban' (Vietnam–Japan): made only of the domain's ubiquitous names."""
     i = 0
@@ -236,27 +259,44 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
     en_words = _english_lexicon_words()
     # Vietnamese runs are segmented so that a compound ('dân số') must occur as a whole.
     leftovers = [
-        w.replace("_", " ") for run in runs for w in (run.split() if english else segment_any(run, index.compounds))
+        w.replace("_", " ") for run in runs for w in (_english_words(run) if english else segment_any(run, index.compounds))
     ]
     terms: list[KeyTerm] = []
     for surface, sub in groups:
         forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *sub.english, surface)}
-        forms = {f for f in forms if f and not _is_function_phrase(f)}
-        if not forms or all(_is_frame(f) for f in forms) or (surface.strip() == "ai" and who_word):
+        forms = {f for f in forms if f}
+        # A lexicon term is dropped only when every form of it is a function phrase: 'cơ sở' folds to
+        # 'co so' (two function words without tones) yet is the term 'facilities'.
+        if (not forms or all(_is_function_phrase(f) for f in forms) or all(_is_frame(f) for f in forms)
+                or (surface.strip() == "ai" and who_word)):
             continue
+        # 'của Nhật Bản' (Japan's) is also plain 'Nhật Bản'.
+        forms |= {bare for f in forms for bare in [tuple(x for x in f if not is_stopword(x))]
+                  if bare != f and bare in _COMMON}
         is_place = any("place" in _lexicon_kinds().get(f, ()) for f in forms)
         if any(f in _COMMON for f in forms) or all(_is_common_phrase(f) for f in forms):
             # Vietnam / Japan: in almost every passage, so they weigh little, but a figure about another
             # country must not answer a question about them.
             terms.append(KeyTerm(surface, tuple(sorted(forms)), W_COMMON, is_place, "place" if is_place else ""))
             continue
+        month = next((f[1].lstrip("0") for f in forms if len(f) == 2 and f[0] == "thang" and f[1].isdigit()
+                      and 1 <= int(f[1]) <= 12), "")
+        if month:  # 'October' / 'tháng 10': also written '01-03/10/2023' — matched on the text (see coverage)
+            terms.append(KeyTerm(surface, tuple(sorted(forms)), W_TERM, False, "month:" + month))
+            continue
         anchor = _is_anchor_group(forms, surface, cased)
         vi_forms = {tuple(_syllables(f)) for f in (*sub.vietnamese, *([] if english else [surface]))} & forms
         weight = W_ANCHOR if anchor else (_term_weight(vi_forms) if vi_forms else W_TERM)
-        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else ""))
+        terms.append(KeyTerm(surface, tuple(sorted(forms)), weight, anchor, "place" if anchor and is_place else "",
+                             # A lexicon term is a real concept: rare as a whole, it is required (looked for
+                             # without the domain's names: 'trí thức Việt Nam' -> 'trí thức').
+                             required=bool(vi_forms) and not anchor and weight >= RARE_WEIGHT))
     for word in leftovers:
         form = tuple(_syllables(re.sub(r"(?<=\d)(st|nd|rd|th)\b", "", word)))  # '20th' -> '20'
-        if not form or (_is_function_phrase(form) and word.lower() not in acronyms) or _is_frame(form):
+        # With tones a word is judged as written ('tải' = download is content, 'tại' = at is not);
+        # without them only the folded form is there to judge.
+        function = _is_function_word(word) if word != strip_diacritics(word) else _is_function_phrase(form)
+        if not form or (function and word.lower() not in acronyms) or _is_frame(form):
             continue
         if form == ("ai",) and not word.isupper() and who_word:
             continue  # Vietnamese 'ai' = who
@@ -268,14 +308,30 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
             # it counts a little, so that unknown topic words still lower the evidence score.
             terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))
             continue
-        if english and capital and not acronym and all(s in en_words or s.rstrip("s") in en_words for s in form):
+        if (english and capital and not acronym and word == strip_diacritics(word)
+                and all(s in en_words or s.rstrip("s") in en_words for s in form)):
             terms.append(KeyTerm(word, (form,), UNKNOWN_ENGLISH_WEIGHT))  # 'Party', 'Deputy': words, not names
             continue
         anchor = has_digit or acronym or capital
         weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
         scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
-        terms.append(KeyTerm(word, (form,), weight, anchor, scope))
+        toned = word.lower() if word != strip_diacritics(word) and _is_function_phrase(form) else ""
+        terms.append(KeyTerm(word, (form,), weight, anchor, scope,
+                             required=not english and not anchor and _is_rare_word({form}), toned=toned))
     return terms
+
+
+def _english_words(run: str) -> list[str]:
+    """The words of an English run, a Vietnamese name written with tones kept whole ('Nguyễn Chí Dũng'):
+    one person, one anchor."""
+    out: list[str] = []
+    for word in run.split():
+        toned = word != strip_diacritics(word) or (bool(out) and out[-1] != strip_diacritics(out[-1]))
+        if out and toned and word[:1].isupper() and out[-1][:1].isupper():
+            out[-1] += " " + word
+        else:
+            out.append(word)
+    return out
 
 
 # Words that frame a question rather than name its topic ('nói về nội dung gì', 'muốn … thì tìm đến đâu').
@@ -286,8 +342,22 @@ _FRAME = frozenset({
 })
 
 
+def _is_rare_word(forms: set[tuple[str, ...]]) -> bool:
+    """Whether a term is a rare word (see RARE_WEIGHT): judged on a word-sized core without the domain's
+    names, since a long phrase is rare in the reference merely for being long ('buổi làm việc')."""
+    cores = [c for c in (_core(f) for f in forms) if c]
+    return bool(cores) and all(len(c) <= 2 for c in cores) and max(reference_weight(c) for c in cores) >= RARE_WEIGHT
+
+
 def _is_frame(form: tuple[str, ...]) -> bool:
     return form in _FRAME
+
+
+def _is_function_word(word: str) -> bool:
+    """A word or compound written with tones that is only function words ('ở đâu', 'về'; not 'tải')."""
+    parts = word.lower().split()
+    return is_stopword("_".join(parts)) or (all(is_stopword(p) for p in parts if not p.isdigit()) and not any(
+        p.isdigit() for p in parts))
 
 
 def _is_function_phrase(form: tuple[str, ...]) -> bool:
@@ -305,6 +375,9 @@ def _found(term: KeyTerm, hay: list[str], hay_set: set[str]) -> float:
     for f in term.forms:
         if _contains(hay, f):
             return 1.0
+        core = _core(f)
+        if core and core != f and _contains(hay, core) and all(s in hay_set for s in f):
+            return 1.0  # 'doanh nghiệp … của Việt Nam' for 'doanh nghiệp Việt Nam' (Vietnamese companies)
         if len(f) >= 3 and all(s in hay_set for s in f if not is_stopword(s)):
             best = 0.5  # long phrases get paraphrased ('đầu tư của các doanh nghiệp Nhật Bản')
     return best
@@ -325,6 +398,12 @@ def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
     ctx_set = set(ctx)
     got = 0.0
     for t in terms:
+        if t.scope.startswith("month:"):
+            got += t.weight * _has_month(text, t.scope[6:])
+            continue
+        if t.toned:
+            got += t.weight * bool(re.search(rf"(?<!\w){re.escape(t.toned)}(?!\w)", text.lower()))
+            continue
         f = _found(t, hay, hay_set)
         if f < 1.0 and t.anchor and ctx:
             f = max(f, _found(t, ctx, ctx_set))
@@ -335,6 +414,14 @@ def coverage(terms: list[KeyTerm], text: str, context: str = "") -> float:
 _YEAR = re.compile(r"(?:19|20)\d{2}")
 
 
+def _has_month(text: str, month: str) -> bool:
+    """Whether `text` names the month: 'tháng 10', '10/2023', '01-03/10/2023', '17/10'."""
+    m = f"0?{month}"
+    folded = strip_diacritics(text).lower()
+    return bool(re.search(rf"\bthang\s+{m}\b|(?<![\d/])\d{{1,2}}\s*/\s*{m}(?!\s*/?\d)|(?<![\d/.]){m}\s*/\s*(?:19|20)\d{{2}}\b"
+                          rf"|\d{{1,2}}\s*/\s*{m}\s*/\s*(?:19|20)?\d{{2}}\b", folded))
+
+
 def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
     """Whether `sentence` names another value of the term's scope: another year for a year the question
     asks about, another place for a place — then its figure is about that one, not the one asked."""
@@ -343,18 +430,64 @@ def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
         return any(y not in asked for y in _YEAR.findall(sentence))
     if term.scope == "place":
         asked_forms = {f for _s, _e, forms in _places_at(_syllables(question)) for f in forms}
-        return any(not (forms & asked_forms) for _s, _e, forms in _places_at(_syllables(sentence)))
+        # Japan in a sentence does not compete with Kyoto (nor Vietnam with Hà Nội): only another
+        # specific place does, when a specific place is asked.
+        specific = term.weight > W_COMMON
+        return any(not (forms & asked_forms) and not (specific and any(f in _COMMON for f in forms))
+                   for _s, _e, forms in _places_at(_syllables(sentence)))
     return False
+
+
+def _missing_phrases(terms: list[KeyTerm], text: str) -> list[KeyTerm]:
+    """The terms none of whose forms occurs in `text` as a phrase; a one-word name of an anchor only where
+    the text writes it with a capital ('Pháp' = France, not 'pháp luật'; 'Đạt', not 'đạt được')."""
+    hay = _syllables(text)
+    capitalised = {strip_diacritics(w).lower() for w in _SYLLABLE.findall(text) if w[:1].isupper()}
+    return [t for t in terms if not any(
+        _contains(hay, f) if len(f) > 1 or not t.anchor else f[0] in capitalised for f in t.forms)]
+
+
+@lru_cache(maxsize=1)
+def _country_parts() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
+    """Japan's and Vietnam's folded names -> the folded names of their prefectures, cities and provinces."""
+    from rag.gazetteer import load_jp_places, load_provinces
+
+    jp = {tuple(_syllables(n)) for p in load_jp_places() for n in (p.name_en, p.name_vi, *p.aliases) if n.isascii()}
+    vn = {tuple(_syllables(n)) for p in load_provinces() for n in (p.old_name, p.new_name, p.old_ascii, p.new_ascii)}
+    out: dict[tuple[str, ...], frozenset[tuple[str, ...]]] = {}
+    for names, parts in ((("nhat", "ban"), ("japan",), ("japanese",), ("nguoi", "nhat")), frozenset(jp)), (
+            (("viet", "nam"), ("vietnam",), ("vietnamese",), ("nguoi", "viet")), frozenset(vn)):
+        for n in names:
+            out[n] = parts
+    return out
+
+
+def _within(place: frozenset[tuple[str, ...]], term: KeyTerm) -> bool:
+    """Whether `place` lies in the country the term names (Kyoto in Japan, Phú Thọ in Vietnam)."""
+    parts = _country_parts()
+    return any(place & parts.get(f, frozenset()) for f in term.forms)
+
+
+def _title_place(title: str) -> frozenset[tuple[str, ...]]:
+    """The forms of the first specific place a document title names ('Sakai, Osaka' -> Sakai), or empty
+    when it names none or only the domain's ubiquitous Vietnam / Japan."""
+    for _s, _e, forms in _places_at(_syllables(title)):
+        if not any(f in _COMMON for f in forms):
+            return forms
+    return frozenset()
 
 
 def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
     hay = _syllables(passage)
     hay_set = set(hay)
-    # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): all its distinctive
-    # syllables must still be there.
+    # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): its head word must be there
+    # as written and all its distinctive syllables somewhere ('cộng', 'hòa', 'pháp luật' is not France).
+    # (Not a name made with Vietnam / Japan: 'của Nhật Bản' scattered is 'của', 'nhất' and 'bản' anywhere.)
     return [t for t in terms if t.anchor and not any(
-        _contains(hay, f) or (len(f) >= 3 and all(s in hay_set for s in f if not is_stopword(s))) for f in t.forms)]
+        _contains(hay, f) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f)) and _contains(hay, f[:2])
+                              and all(s in hay_set for s in f if not is_stopword(s)))
+        for f in t.forms)]
 
 
 # ------------------------------------------------------------------------------- relations
@@ -370,8 +503,16 @@ def _place_forms() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
 
     by_en: dict[str, set[tuple[str, ...]]] = {}
     for row in load_lexicon():
-        if row.kind == "place":
+        # Proper names only: 'khu vực' / 'region' is a place word, not a place competing with Kyoto.
+        if row.kind == "place" and (row.vi[:1].isupper() or row.en[:1].isupper()):
             by_en.setdefault(row.en.lower(), set()).update({tuple(_syllables(row.vi)), tuple(_syllables(row.en))})
+    from rag.gazetteer import load_jp_places
+
+    for place in load_jp_places():  # every Japanese prefecture and major city (Sakai, not only Osaka)
+        # Sino-Vietnamese aliases ('Trường Dã' for Nagano) fold onto everyday words ('trưởng đã'): names
+        # written without Vietnamese tones only.
+        names = [n for n in (place.name_en, place.name_vi, *place.aliases) if n.isascii()]
+        by_en.setdefault(place.name_en.lower(), set()).update(tuple(_syllables(n)) for n in names if _syllables(n))
     out: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
     for forms in by_en.values():
         for f in forms:
@@ -433,19 +574,28 @@ def relation_holds(rel: tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, .
 # Expected answer type, from the question's wording (checked on text without tones).
 _ANSWER_TYPES = (
     ("date", re.compile(r"\b(khi nao|bao gio|ngay nao|ngay bao nhieu|nam nao|thang nao|thang may|luc nao|when|"
-                        r"what date|which date|which year|what year|which month|hom nao)\b")),
+                        r"what date|which date|which years?|what years?|which month|hom nao)\b")),
     ("number", re.compile(r"\b(bao nhieu|may|so luong|how many|how much|how large|what number|dan so|population|"
-                          r"hoc phi|tuition|doanh thu|revenue)\b")),
+                          r"hoc phi|tuition|doanh thu|revenue|"
+                          # 'What is the population of …': the noun after 'what is the' names a figure.
+                          r"what(?: is| was|'s| are| were)? the (?:population|number|total|amount|size|cost|price|"
+                          r"tuition|revenue|budget|value))\b")),
     ("place", re.compile(r"\b(o dau|tai dau|noi nao|thanh pho nao|tinh nao|dia phuong nao|where|which city|"
                          r"which prefecture|which province|which country)\b")),
     ("person", re.compile(r"\b(who|whom|whose|ten la gi|ten gi|ten cua)\b")),
 )
 _TITLE = re.compile(
     r"\b(Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
-    r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|ông|bà|GS|PGS|TS|Minister|Ambassador|Mr|Ms|Dr)\b"
+    r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|nhà khoa học|nhà nghiên cứu|chuyên gia|giáo sư|ông|bà|GS|PGS|TS|Minister|"
+    r"Ambassador|Mr|Ms|Dr)\b"
 )
 # The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
 _TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
+# English titles and the folded Vietnamese title they stand for (most specific first).
+_EN_TITLES = (("deputy prime minister", "thu tuong"), ("prime minister", "thu tuong"),
+              ("(?:vice|deputy) minister", "thu truong"), ("minister", "bo truong"), ("ambassador", "dai su"),
+              ("consul general", "tong lanh su"), ("head of (?:the )?delegation", "truong doan"),
+              ("scientists?", "nha khoa hoc"), ("director", "giam doc"))
 _DATE = re.compile(r"\b\d{1,2}\s*[/-]\s*\d{1,2}(?:\s*/\s*\d{2,4})?\b|\b(?:năm|tháng|ngày)\s+\d{1,4}\b|\b(?:19|20)\d{2}\b")
 _NUMBER = re.compile(r"\d[\d.,]*")
 _PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
@@ -480,6 +630,23 @@ def _known_non_person_names() -> frozenset[str]:
     return frozenset(names)
 
 
+def _drop_place_prefix(start: int, run: str, known: frozenset[str]) -> tuple[int, str]:
+    """'Nhật Bản Phạm Quang Hiệu' -> 'Phạm Quang Hiệu': a known place or organisation opening a run of
+    capitalised words is not part of the person's name."""
+    words = run.split()
+    for n in range(min(4, len(words) - 2), 0, -1):
+        head = " ".join(words[:n])
+        if head.lower() in known:
+            rest = " ".join(words[n:])
+            return start + run.index(rest, len(head)), rest
+    return start, run
+
+
+@lru_cache(maxsize=1)
+def _folded_non_person_names() -> frozenset[str]:
+    return frozenset(strip_diacritics(n) for n in _known_non_person_names())
+
+
 def _capitalised_runs(sentence: str) -> list[tuple[int, str]]:
     """(start, text) of runs of capitalised words ('Phạm Quang Hiệu', 'Daren Tang'); acronyms break runs."""
     runs: list[tuple[int, str]] = []
@@ -497,17 +664,22 @@ def _capitalised_runs(sentence: str) -> list[tuple[int, str]]:
     return runs
 
 
-def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int]]:
+def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True) -> list[tuple[int, int]]:
     """Spans of `sentence` holding something of the expected type that the question itself does not."""
     q = question.lower()
     if kind == "number":
         # Not numbers that are part of a code or a name ('Nghị quyết 57-NQ/TW', 'Phiên họp 63').
-        nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in q
+        asked_numbers = {n.group().strip(".,") for n in _NUMBER.finditer(q)}
+        nums = [m for m in _NUMBER.finditer(sentence) if m.group().strip(".,") not in asked_numbers
                 and not re.match(r"-[A-Za-zĐđ]", sentence[m.end() : m.end() + 2])
                 # Not a piece of a date written with slashes or dashes ('01-03/10/2023' holds no count of 10).
                 and not re.match(r"\s*[/-]\s*\d", sentence[m.end() : m.end() + 3])
                 and not re.search(r"\d\s*[/-]\s*$", sentence[max(0, m.start() - 3) : m.start()])
-                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.|thứ)\s*$", sentence[: m.start()])]
+                and not re.search(r"(Nghị quyết|Quyết định|số|Phiên họp|Resolution|No\.|thứ)\s*$", sentence[: m.start()])
+                # Nor a point in time ('thập niên 1900', 'thế kỷ 20', 'năm 2016'): not a count of anything.
+                and not re.search(r"(thập niên|thập kỷ|thế kỷ|năm|decade|century)\s*$", sentence[: m.start()],
+                                  re.IGNORECASE)]
+        nums = [m for m in nums if _figure_of_asked_place(sentence, m.start(), question)]
         return [(m.start(), m.end()) for m in nums if not _DATE.fullmatch(m.group().strip(".,"))] or [
             (m.start(), m.end()) for m in nums]
     if kind == "date":
@@ -515,19 +687,35 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
     runs = [(start, run) for start, run in _capitalised_runs(sentence) if run.lower() not in q]
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
+        runs = [_drop_place_prefix(start, run, known) for start, run in runs]
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
         # (An English title — 'ambassador' — cannot be matched against the Vietnamese one, so it does not narrow.)
-        asked = (set() if detect_language(question) == "en"
-                 else {m.group().lower() for m in _TITLE_FOLDED.finditer(strip_diacritics(question))})
+        # A title followed by a name in the question is the subject's ('Thứ trưởng Giang đã gặp những ai?'),
+        # not the one asked for; and that person is not the answer.
+        folded_q = strip_diacritics(question)
+        q_people = [(a, run) for a, run in _capitalised_runs(folded_q) if run.lower() not in _folded_non_person_names()]
+        if detect_language(question) == "en":
+            # An English title asked about, by its Vietnamese form ('ambassador' -> 'đại sứ').
+            asked = {vi for en, vi in _EN_TITLES if re.search(rf"\b{en}\b", folded_q, re.IGNORECASE)
+                     and not re.search(rf"\b{en}\s+[A-Z]", folded_q)}
+        else:
+            asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(folded_q)
+                     if not any(a == m.end() + 1 for a, _run in q_people)}
+        named = {w for a, run in q_people if a > 0 for w in _syllables(run)}
+        runs = [(start, run) for start, run in runs if not set(_syllables(run)) & named]
         out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
                 continue
             before = strip_diacritics(sentence[max(0, start - 80) : start])
             titles = {m.group().lower() for m in _TITLE_FOLDED.finditer(before)}
+            # '… Nguyễn Hoàng Giang làm Trưởng đoàn': the title asked for may follow the name.
+            after = strip_diacritics(sentence[start + len(run) : start + len(run) + 30])
+            titles |= {m.group(1).lower() for m in re.finditer(r"^\W*(?:lam|la|giu chuc|, )\s*(" + _TITLE_FOLDED.pattern
+                                                                 + ")", after, re.IGNORECASE)}
             if titles and (not asked or titles & asked):
                 out.append((start, start + len(run)))
-        if not out and not asked:
+        if not out and not asked and fallback:
             # 'Who did the minister meet?' may be answered by an organisation: a name the question lacks.
             qfold = set(_syllables(question))
             out = [(start, start + len(run)) for start, run in runs
@@ -537,6 +725,31 @@ def _typed_spans(kind: str, sentence: str, question: str) -> list[tuple[int, int
         return [(start, start + len(run)) for start, run in runs
                 if _PLACE_CUE.search(sentence[max(0, start - 20) : start])]
     return []
+
+
+def _figure_of_asked_place(sentence: str, start: int, question: str) -> bool:
+    """Whether a figure at `start` can be about the place the question asks about: the last place named
+    before it in the sentence (its subject, as in 'Vùng Kansai … Kyoto, dân số: 22.755.030') is that place,
+    or the domain's ubiquitous Vietnam / Japan, or there is none. Questions naming no specific place pass."""
+    asked = [forms for _s, _e, forms in _places_at(_syllables(question)) if not any(f in _COMMON for f in forms)]
+    if not asked:
+        return True
+    before = _places_at(_syllables(sentence[:start]))
+    if not before:
+        return True
+    last = before[-1][2]
+    return any(f in _COMMON for f in last) or any(last & forms for forms in asked)
+
+
+def _units(terms: list[KeyTerm]) -> frozenset[str]:
+    """Syllables of the question's topic terms that may name what a figure counts ('bo truong', 'dai bieu')."""
+    return frozenset(syl for t in terms if not t.anchor and t.weight > W_COMMON for f in t.forms
+                     for syl in f if not is_stopword(syl) and not syl.isdigit())
+
+
+def _figure_with_unit(sentence: str, question: str, units: frozenset[str]) -> bool:
+    """Whether a figure of the sentence is followed by a word the question asks about ('23 Bộ trưởng')."""
+    return any(set(_syllables(sentence[b : b + 16])) & units for _a, b in _typed_spans("number", sentence, question))
 
 
 def has_answer_type(kind: str, sentence: str, question: str) -> bool:
@@ -757,25 +970,48 @@ class ExtractiveAnswerer:
         qvecs = self.embedder.embed_queries(queries)
         scoped = [t for t in terms if t.anchor and t.scope]
         anchors = [t for t in terms if t.anchor]
+        topic = [t for t in terms if not t.anchor]
+        # A rare word is looked for without the domain's ubiquitous names it was segmented with
+        # ('doanh nghiệp Việt Nam' -> 'doanh nghiệp … Việt Nam' is written 'doanh nghiệp … của Việt Nam').
+        required = [KeyTerm(t.surface, tuple(c for c in (_core(f) for f in t.forms) if c), t.weight)
+                    for t in terms if t.required]
         defined = defined_term(question)
         speech = bool(_SPEECH_Q.search(strip_diacritics(question).lower()))
         out: list[_Candidate] = []
+        # A document's retrieved passages are context for each other: chunk 3 of the STS article need not
+        # repeat 'Kyoto' from chunk 0 to be about that forum.
+        doc_text: dict[str, str] = {}
+        for hit in hits:
+            doc_text[hit.chunk.doc_id] = doc_text.get(hit.chunk.doc_id, "") + "\n" + hit.chunk.text
         for rank, hit in enumerate(hits):
             text = hit.chunk.text
             sentences = [text[s:e] for s, e in split_sentences(text)]
-            # A question is never evidence, though a passage may repeat it (FAQ pages, planted passages).
-            sentences = [s for s in sentences if len(s.split()) >= 4 and not s.rstrip().endswith(("?", "？"))]
+            # Headings ('=== Đại sứ Việt Nam tại Nhật Bản ===') label a section; they state nothing. A question
+            # is never evidence, though a passage may repeat it (FAQ pages, planted passages).
+            sentences = [s for s in sentences if len(s.split()) >= 4 and "==" not in s
+                         and not s.rstrip().endswith(("?", "？"))]
             if not sentences:
                 continue
             # The document's title and date are context every sentence of it shares ('2023' from its date).
             passage = f"{hit.chunk.title}\n{hit.chunk.date}\n{text}"
-            eligible = not missing_anchors(terms, passage) and all(relation_holds(r, text) for r in rels)
+            document = f"{hit.chunk.title}\n{hit.chunk.date}\n{doc_text[hit.chunk.doc_id]}"
+            # The main quote's own passage must hold the anchors and rare words; a further quote from the
+            # same document may lean on the document's other retrieved passages.
+            # Rare words are looked for as written, in the whole document (a long text holds the syllables
+            # of 'trí thức' somewhere by chance; a chunk need not repeat 'buổi làm việc' from the one before).
+            # Anchors likewise: in the passage, or written out in another retrieved passage of its document
+            # (chunk 3 of the STS article need not repeat 'Kyoto').
+            rel_ok = all(relation_holds(r, text) for r in rels) and not _missing_phrases(required, document)
+            eligible = rel_ok and not _missing_phrases(missing_anchors(terms, passage), document)
+            title_place = _title_place(hit.chunk.title)
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
             for sentence, sim in zip(sentences, sims, strict=True):
                 cov = coverage(terms, sentence, passage)
                 # Long sentences cover many terms by accident; a mild length penalty prefers focused ones.
                 length_penalty = 0.1 * max(0.0, (len(sentence.split()) - 40) / 60)
                 score = 0.65 * cov + 0.35 * float(sim) + 0.05 / (1 + rank) - length_penalty
+                if topic:  # what is asked about, beyond who and where: 'what did P ask for' -> the request
+                    score += TOPIC_BONUS * coverage(topic, sentence)
                 if anchors:  # the sentence naming the asked thing itself beats one leaning on its passage
                     score += 0.2 * (len(anchors) - len(missing_anchors(anchors, sentence))) / len(anchors)
                 if defined and _is_definition(sentence, defined):
@@ -784,18 +1020,25 @@ class ExtractiveAnswerer:
                     score -= 0.2
                 if speech and _SPEECH_S.search(" ".join(_syllables(sentence))):
                     score += 0.1  # 'what did P say about T?' -> P's statement
-                ok = eligible and all(relation_holds(r, sentence) for r in rels)
+                ok = all(relation_holds(r, sentence) for r in rels)
                 if ok and scoped:
                     # A year or place the sentence lacks may come from its document, unless the sentence
-                    # itself is about another one (the 2016 figure, the other country's trade).
+                    # itself is about another one (the 2016 figure, the other country's trade), or the
+                    # document is about another place ('Sakai, Osaka': its figures are Sakai's).
                     absent = missing_anchors(scoped, sentence)
-                    ok = not any(competing_scope(t, sentence, question) for t in absent)
-                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok))
+                    ok = not any(competing_scope(t, sentence, question)
+                                 or (t.scope == "place" and bool(title_place) and not set(t.forms) & title_place
+                                     and not _within(title_place, t))
+                                 for t in absent)
+                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible))
         out.sort(key=lambda c: -c.score)
         return terms, out
 
     def _select(self, question: str, plan: QueryPlan, hits: list[Hit]) -> tuple[list[_Candidate], str]:
-        """The quoted sentences (main one first) and the short answer span, or ([], '') to refuse."""
+        """The quoted sentences (main one first) and the short answer span, or ([], '') to refuse.
+
+        The best-scoring sentences are tried in turn as the main quote (a sentence that fails the checks
+        does not hide a later one that passes); the first that is supported wins."""
         terms, cands = self._candidates(question, plan, hits)
         if not terms:
             return [], ""
@@ -803,55 +1046,89 @@ class ExtractiveAnswerer:
         cands = [c for c in cands if c.eligible]
         if kind:
             # Sentences holding the kind of thing asked for (a number, a date, a name, a place) go first.
-            cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question), -c.score))
-        main = next((c for c in cands if c.coverage >= self.min_evidence * 0.6), None)
-        if main is None:
-            return [], ""
+            if kind == "number":
+                # ... and among those, a figure whose unit the question names ('23 Bộ trưởng' for 'how many
+                # ministers', not '1.500 đại biểu' in the sentence before it).
+                units = _units(terms)
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
+                                          not _figure_with_unit(c.sentence, question, units), -c.score))
+            elif kind == "person":
+                # ... and a name after a title ('Chủ tịch … Hiroshi Komiyama') before any other capitalised run.
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
+                                          not _typed_spans(kind, c.sentence, question, fallback=False), -c.score))
+            else:
+                # ... the sentence naming the asked thing itself first ('… cơ sở hạ tầng của NIC tại Hà Nội').
+                anchors = [t for t in terms if t.anchor and t.weight > W_COMMON]
+                cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
+                                          bool(missing_anchors(anchors, c.sentence)), -c.score))
+        mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
+        for main in mains:
+            chosen = self._support(question, kind, terms, main, cands)
+            if chosen:
+                span = ""
+                if kind:
+                    holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
+                    # The key terms' Vietnamese forms say which figure: 'engineers' -> 'kỹ sư'.
+                    extra = tuple(syl for t in terms for f in t.forms for syl in f)
+                    span = short_answer(kind, holder.sentence, question, extra)
+                    if holder is not chosen[0]:
+                        chosen.remove(holder)
+                        chosen.insert(0, holder)
+                    rivals = self._rivals(kind, question, terms, cands, holder, span, extra) if span else []
+                    if rivals:
+                        # Every side is shown, never one picked silently: rivals replace the extra quotes.
+                        rivals = rivals[: max(1, self.max_sentences - 1)]
+                        room = max(0, self.max_sentences - 1 - len(rivals))
+                        others = [c for c in chosen[1:] if all(c.sentence != r.sentence for r in rivals)][:room]
+                        chosen = [replace(holder, claim=span), *others, *rivals]
+                return chosen, span
+        return [], ""
+
+    def _support(self, question: str, kind: str, terms: list[KeyTerm], main: _Candidate,
+                 cands: list[_Candidate]) -> list[_Candidate]:
+        """`main` and the sentences that add to it, or [] when together they do not answer the question.
+
+        A further sentence from the main sentence's own passage must add a topic word (not merely repeat
+        the anchors its passage already holds: 'Chiều 31/5, Phó Thủ tướng … gặp …' adds nothing to an
+        answer about what he proposed); one from another passage must answer on its own (enough
+        evidence, on topic, of the kind asked for), so every cited passage holds the evidence itself."""
+        topic = [t for t in terms if not t.anchor]
+        units = _units(terms) if kind == "number" else frozenset()
         chosen = [main]
-        passage = f"{main.hit.chunk.title}\n{main.hit.chunk.text}"
+        passage = f"{main.hit.chunk.title}\n{main.hit.chunk.date}\n{main.hit.chunk.text}"  # as in _candidates
         covered = main.sentence
         for cand in cands:
             if len(chosen) >= self.max_sentences:
                 break
-            if any(c.sentence == cand.sentence for c in chosen):
+            if any(c.sentence == cand.sentence for c in chosen) or cand.coverage < self.min_evidence * 0.6:
                 continue
-            same_doc = cand.hit.chunk.doc_id == main.hit.chunk.doc_id
-            # Another document's sentence must be on point by itself; a same-document one must add terms.
-            if not same_doc and cand.coverage < self.min_evidence:
-                continue
-            if cand.coverage < self.min_evidence * 0.6:
-                continue
+            if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
+                if topic and coverage(topic, covered + " " + cand.sentence) <= coverage(topic, covered):
+                    continue
+            elif (cand.coverage < self.min_evidence or not has_answer_type(kind, cand.sentence, question)
+                  # ... as much as the main one does, not just by naming the subject ('Phó Thủ tướng')
+                  or (topic and coverage(topic, cand.sentence) < max(TOPIC_SHARE, EXTRA_TOPIC * coverage(topic, main.sentence)))
+                  or (units and _figure_with_unit(main.sentence, question, units)
+                      and not _figure_with_unit(cand.sentence, question, units))):
+                continue  # (a second figure must count what the first one does)
             gain = coverage(terms, covered + " " + cand.sentence, passage) - coverage(terms, covered, passage)
             if gain <= 0.0:
                 continue
             chosen.append(cand)
-            if same_doc:
+            if cand.hit.chunk.chunk_id == main.hit.chunk.chunk_id:
                 covered += " " + cand.sentence
         total = coverage(terms, covered, passage)
-        typed = not kind or any(has_answer_type(kind, c.sentence, question) for c in chosen)
+        # The sentence giving the short answer must itself be about the question, not only sit beside one
+        # that is ('3.000 sinh viên' next to a sentence on population does not give a population).
+        typed = not kind or any(has_answer_type(kind, c.sentence, question)
+                                and (not topic or coverage(topic, c.sentence) >= TOPIC_SHARE / 2
+                                     or coverage(terms, c.sentence) >= self.min_evidence) for c in chosen)
         # Anchors are necessary, not sufficient: the question's other words must be there too
         # ('the population of Osaka' is not answered by a sentence that merely names Osaka).
-        topic = [t for t in terms if not t.anchor]
         on_topic = not topic or coverage(topic, covered) >= TOPIC_SHARE
         if not typed or not on_topic or total < self.min_evidence:
-            return [], ""
-        span = ""
-        if kind:
-            holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
-            # The key terms' Vietnamese forms say which figure: 'engineers' -> 'kỹ sư'.
-            extra = tuple(syl for t in terms for f in t.forms for syl in f)
-            span = short_answer(kind, holder.sentence, question, extra)
-            if holder is not chosen[0]:
-                chosen.remove(holder)
-                chosen.insert(0, holder)
-            rivals = self._rivals(kind, question, terms, cands, holder, span, extra) if span else []
-            if rivals:
-                # Every side is shown, never one picked silently: rivals replace the extra quotes.
-                rivals = rivals[: max(1, self.max_sentences - 1)]
-                room = max(0, self.max_sentences - 1 - len(rivals))
-                others = [c for c in chosen[1:] if all(c.sentence != r.sentence for r in rivals)][:room]
-                chosen = [replace(holder, claim=span), *others, *rivals]
-        return chosen, span
+            return []
+        return chosen
 
     def _rivals(self, kind: str, question: str, terms: list[KeyTerm], cands: list[_Candidate], holder: _Candidate,
                 span: str, extra: tuple[str, ...]) -> list[_Candidate]:

@@ -262,6 +262,12 @@ class Pipeline:
                                         lang=lang, k=k or 10, filters=filters)
         if found.empty:
             return None  # nothing to list: the ordinary answer (or refusal) is more useful
+        if asked_jp:
+            # Some quoted sentence must name an organisation together with the asked Japanese place: 'offices
+            # in Nagoya' is not answered by Osaka's offices plus a list of regions that happens to name Nagoya.
+            quoted = [detect_question_entities(c.quote) for c in found.sources]
+            if not any(set(asked_jp) & set(e.places_jp) and e.organizations for e in quoted):
+                return None  # the ordinary answer refuses
         timings = {**found.timings_ms, "answer": round(found.timings_ms.get("total", 0.0)
                                                         - found.timings_ms.get("retrieve", 0.0), 1),
                    "total": round((time.perf_counter() - t0) * 1000, 1)}

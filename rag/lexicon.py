@@ -72,6 +72,8 @@ class Lexicon:
         while i < len(keys):
             for n in range(min(_MAX_NGRAM, len(keys) - i), 0, -1):
                 gids = self._index.get(tuple(keys[i : i + n]))
+                if not gids:  # 'Basic Sciences' -> 'basic science'
+                    gids = self._inflected(tuple(keys[i : i + n]))
                 if gids:
                     matched.append(" ".join(words[i : i + n]))
                     for gid in sorted(gids):
@@ -92,6 +94,33 @@ class Lexicon:
             tuple(leftover),
             tuple(" ".join(r) for r in runs if r),
         )
+
+
+    def _inflected(self, phrase: tuple[str, ...]) -> set[int] | None:
+        """The entry of an English word's base form ('operating' -> 'operate', 'agreed' -> 'agree',
+        'companies' -> 'company'), so the lexicon need not list every inflection. No Vietnamese syllable
+        ends in -s, -ed or -ing, so unaccented Vietnamese is never stemmed by mistake."""
+        key = phrase[-1]
+        if not key.isascii() or not key.isalpha() or len(key) < 4:
+            return None
+        stems: list[str] = []
+        if key.endswith("ies"):
+            stems.append(key[:-3] + "y")
+        elif key.endswith("es"):
+            stems += [key[:-2], key[:-1]]
+        elif key.endswith("s") and not key.endswith("ss"):
+            stems.append(key[:-1])
+        elif key.endswith("ied"):
+            stems.append(key[:-3] + "y")
+        elif key.endswith("ed"):
+            stems += [key[:-2], key[:-1], key[:-3] if key[-3:-2] == key[-4:-3] else key[:-2]]
+        elif key.endswith("ing"):
+            stems += [key[:-3], key[:-3] + "e", key[:-4] if key[-4:-3] == key[-5:-4] else key[:-3]]
+        for stem in stems:
+            gids = self._index.get((*phrase[:-1], stem))
+            if gids and len(stem) >= 3:
+                return gids
+        return None
 
 
 @lru_cache(maxsize=1)

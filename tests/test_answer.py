@@ -81,6 +81,20 @@ DISTRACTORS = {
         "Cộng đồng người Việt tại Fukuoka tổ chức lễ hội văn hóa với sự tham gia của nhiều sinh viên.\n\n"
         "Lễ hội giới thiệu ẩm thực, âm nhạc và trang phục truyền thống của Việt Nam.\n"
     ),
+    # A city of another prefecture's article: its figures are the city's, though the prefecture is named.
+    "sakai.md": (
+        "---\ntitle: \"Sakai, Osaka\"\ndate: \"2021-04-01\"\n---\n"
+        "Sakai là một thành phố thuộc tỉnh Osaka, vùng Kinki, Nhật Bản.\n\n"
+        "Thành phố có diện tích là 149,99 km², dân số là 832.287 người.\n"
+    ),
+    # A region's figure with the city named after it.
+    "cac-vung.md": (
+        "---\ntitle: \"Các vùng của Nhật Bản\"\ndate: \"2020-01-01\"\n---\n"
+        "Vùng Kansai hay Kinki (trong đó có thủ đô cũ Kyoto, dân số: 22.755.030, thành phố lớn nhất: Osaka).\n\n"
+        "=== Đại sứ Việt Nam tại Nhật Bản ===\n\n"
+        "Mỗi năm có khoảng 3.000 sinh viên Việt Nam sang Nhật Bản du học theo các chương trình học bổng.\n\n"
+        "Vùng Chubu có thành phố lớn nhất là Nagoya, trung tâm công nghiệp ô tô của Nhật Bản.\n"
+    ),
 }
 
 
@@ -115,6 +129,14 @@ def scaled(tmp_path_factory, loaded_embedder):
         ("Diễn đàn STS năm 2019 thu hút bao nhiêu đại biểu?", "vi"),
         # The seeds ask the consulate in Osaka for help; a distractor is about Vietnamese people in Fukuoka.
         ("Tổng Lãnh sự quán Việt Nam tại Fukuoka được đề nghị hỗ trợ những gì?", "vi"),
+        # The Sakai article names Osaka; its population is Sakai's. The region's figure is the region's.
+        ("Dân số của Osaka là bao nhiêu?", "vi"),
+        ("dan so osaka bao nhieu nguoi", "vi"),
+        ("What is the population of Osaka?", "en"),
+        # 'học phí' (tuition), rare in the reference corpus, is in no passage: a count of students is not a fee.
+        ("Học phí du học Nhật Bản một năm khoảng bao nhiêu?", "vi"),
+        # The seeds' scientists are not named; the minister who met them is not the answer.
+        ("Hai nhà khoa học đoạt giải Nobel Vật lý dự tọa đàm của UNESCO tên là gì?", "vi"),
     ],
 )
 def test_tempting_wrong_answers_are_refused(scaled, question, lang):
@@ -180,3 +202,133 @@ def test_short_answer_skips_dates_and_ordinals_when_counting():
     sentence = "Từ ngày 01-03/10/2023, Hội nghị thường niên lần thứ 20 thu hút hơn 1.500 đại biểu từ 80 quốc gia."
     assert short_answer("number", sentence, "Hội nghị có bao nhiêu đại biểu?") == "hơn 1.500 đại biểu"
     assert short_answer("number", "Ngày 15/7/2022, hai bên ký 3 thỏa thuận.", "Ký bao nhiêu thỏa thuận?").startswith("3")
+
+
+def test_a_heading_is_never_the_quote(scaled):
+    """'=== Đại sứ Việt Nam tại Nhật Bản ===' labels a section; the seeds' sentence names the ambassador."""
+    answer = scaled.ask("Who is Vietnam's ambassador to Japan?")
+    assert not answer.refused, answer.text
+    assert "==" not in answer.text
+    assert "Phạm Quang Hiệu" in answer.citations[0].quote
+
+
+@pytest.mark.parametrize(
+    ("question", "short"),
+    [
+        # The title asked for follows the name ('… Nguyễn Hoàng Giang làm Trưởng đoàn').
+        ("Ai làm trưởng đoàn Bộ KH&CN dự Diễn đàn STS ở Kyoto năm 2023?", "Nguyễn Hoàng Giang"),
+        # 'Thứ trưởng Giang' is who asks, not who is asked about; the answer sentence is in the article's
+        # fourth chunk, which does not repeat 'Kyoto' (the article's first chunk does).
+        ("Bên lề hội nghị ở Kyoto, Thứ trưởng Giang đã gặp xã giao những ai?", "Hiroshi Komiyama"),
+        # The figure counting what was asked (ministers), not the one in the sentence before (delegates);
+        # '23' is not part of the question's '2023'.
+        ("How many ministers took part in the STS forum's 2023 ministerial roundtable?", "23"),
+        # 'October 2023' is written '01-03/10/2023' in the article.
+        ("Which Japanese city hosted the 20th STS forum in October 2023?", "Kyoto"),
+        # 'cơ sở' folds to two function words ('co so') yet is the term asked about.
+        ("nic co co so o dau", "Hà Nội"),
+    ],
+)
+def test_the_asked_thing_is_found(scaled, question, short):
+    answer = scaled.ask(question)
+    assert not answer.refused, answer.text
+    assert short in answer.text.splitlines()[1] or short in answer.citations[0].quote, answer.text
+    _check_citations(answer)
+
+
+def test_a_later_sentence_is_tried_when_the_best_one_fails(pipeline):
+    """The best-scoring sentence is about another meeting; the agreement with France is further down."""
+    answer = pipeline.ask("Which French science programme did Vietnam agree to rejoin?")
+    assert not answer.refused, answer.text
+    assert any("Hubert Curien" in c.quote for c in answer.citations)
+
+
+def test_every_cited_passage_holds_the_evidence(pipeline):
+    """A further quote from another passage must answer on its own: 'Chiều 31/5, Phó Thủ tướng … gặp …'
+    names the subject but adds nothing to what he proposed."""
+    answer = pipeline.ask("Phó Thủ tướng muốn có một nền tảng chung để làm gì?")
+    assert not answer.refused, answer.text
+    assert all("nền tảng chung" in c.chunk.text for c in answer.citations), answer.text
+
+
+def test_what_is_the_population_asks_for_a_number():
+    from rag.answer import _has_month, answer_type
+
+    assert answer_type("What is the population of Osaka?") == "number"
+    assert answer_type("In which years did they win their Nobel Prizes?") == "date"
+    assert answer_type("What position did he hold?") == ""
+    assert _has_month("Từ ngày 01-03/10/2023, Đoàn công tác", "10")
+    assert not _has_month("ngày 17/12/2023", "10") and not _has_month("năm 2010", "10")
+
+
+def test_a_connection_answer_for_a_japanese_city_must_quote_an_office_there(scaled):
+    """A distractor names Nagoya (a region's largest city): the connection finder's Osaka offices do not
+    answer 'offices in Nagoya', so the ordinary answer refuses."""
+    answer = scaled.ask("Which offices in Nagoya can help Vietnamese SMEs find business partners?")
+    assert answer.refused, answer.text
+
+
+def test_a_toned_word_is_not_its_toneless_function_word(pipeline):
+    """'tải về' (download) folds to 'tai ve', as 'tại' (at) does: the second part is not covered by any
+    sentence that merely says 'tại', so neither part is answered."""
+    from rag.answer import coverage, key_terms
+
+    terms = [t for t in key_terms("tải về ở đâu", pipeline.lexicon, pipeline.index) if t.toned]
+    assert [t.toned for t in terms] == ["tải"]
+    assert coverage(terms, "Đại sứ quán Việt Nam tại Nhật Bản") == 0.0
+    assert coverage(terms, "Người dùng có thể tải ứng dụng trên App Store") == 1.0
+    assert pipeline.ask("Ứng dụng EMB-AI do công ty nào phát triển và tải về ở đâu?").refused
+
+
+def test_follow_up_year_may_come_from_the_passage_date(pipeline):
+    """'… in 2025?' is answered by a sentence of a 2025 article that does not repeat the year."""
+    answer = pipeline.ask("What position did he hold when he met Vietnamese scientists in Japan in 2025?")
+    assert not answer.refused, answer.text
+    assert "Phó Thủ tướng" in answer.citations[0].quote
+
+
+def test_key_terms_for_names_and_phrases(pipeline):
+    from rag.answer import KeyTerm, _missing_phrases, coverage, key_terms
+
+    terms = key_terms("Which new technologies did Phó Thủ tướng Nguyễn Chí Dũng say Vietnam should cooperate on?",
+                      pipeline.lexicon, pipeline.index)
+    # A Vietnamese name with tones in an English question is one person, one anchor.
+    assert any(t.surface == "Nguyễn Chí Dũng" and t.anchor for t in terms)
+    # 'Vietnamese companies' is written 'doanh nghiệp … của Việt Nam'.
+    companies = [t for t in key_terms("How many Vietnamese companies?", pipeline.lexicon, pipeline.index)
+                 if "companies" in t.surface]
+    assert coverage(companies, "hơn 70 doanh nghiệp và 5.000 kỹ sư của Việt Nam đang hoạt động") == 1.0
+    # A one-word anchor found elsewhere in a document only where it is written as a name.
+    france = KeyTerm("France", (("phap",),), 1.5, anchor=True)
+    assert _missing_phrases([france], "xây dựng và thực thi pháp luật")
+    assert not _missing_phrases([france], "Đại sứ Việt Nam tại Cộng hòa Pháp")
+
+
+def test_a_rare_lexicon_term_must_be_in_the_document(scaled):
+    """'Diễn đàn trí thức Việt Nam - Nhật Bản 2023' is named in the VJOIN article, which does not say where
+    it was held; the STS article says 'Diễn đàn … 2023 … thành phố Kyoto' but nothing of intellectuals."""
+    answer = scaled.ask("Diễn đàn trí thức Việt Nam - Nhật Bản 2023 được tổ chức ở thành phố nào?")
+    assert answer.refused, answer.text
+
+
+def test_japans_is_japan_and_not_scattered_syllables(pipeline):
+    from rag.answer import key_terms, missing_anchors
+
+    japans = [t for t in key_terms("chương trình khoa học nào của Nhật Bản?", pipeline.lexicon, pipeline.index)
+              if t.anchor and t.scope == "place"]
+    assert japans and ("nhat", "ban") in japans[0].forms
+    # 'của', 'nhất' and 'bản' anywhere in a French passage do not make it about Japan.
+    assert missing_anchors(japans, "Hai bên thống nhất các nội dung của bản dự thảo với Cộng hòa Pháp.")
+    assert not missing_anchors(japans, "Chương trình học bổng của Chính phủ Nhật Bản.")
+
+
+def test_a_split_name_needs_its_head_word():
+    """'Chính phủ … Việt Nam' may be split in a passage, but 'cộng đồng … hòa … pháp luật' is not 'Cộng hòa Pháp'."""
+    from rag.answer import KeyTerm, missing_anchors
+
+    france = KeyTerm("France", (("cong", "hoa", "phap"),), 1.5, anchor=True)
+    assert missing_anchors([france], "Cộng đồng người Việt hòa nhập, tuân thủ pháp luật.")
+    assert not missing_anchors([france], "Đại sứ tại Cộng hòa Pháp.")
+    government = KeyTerm("Chính phủ Việt Nam", (("chinh", "phu", "viet", "nam"),), 1.5, anchor=True)
+    assert not missing_anchors([government], "Hiệp định giữa hai Chính phủ Việt Nam và Pháp")
+    assert not missing_anchors([government], "Chính phủ hai nước … phía Việt Nam")

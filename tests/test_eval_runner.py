@@ -138,7 +138,8 @@ def test_run_eval_writes_results_report_and_plots(pipeline, dataset, tmp_path, n
         if r["config"] == "bm25":
             weights = {**weights, "dense": 0.0, "dense_translated": 0.0}
         for hit in r["retrieved"]:
-            assert hit["score"] == pytest.approx(_expected_score(hit["ranks"], weights, 60), abs=2e-6)
+            expected = _expected_score(hit["ranks"], weights, pipeline.settings.rrf_k)
+            assert hit["score"] == pytest.approx(expected, abs=2e-6)
     assert any(r["retrieved"] != s["retrieved"] for r in rows for s in rows
                if r["id"] == s["id"] and r["config"] == "hybrid" and s["config"] == "bm25")
 

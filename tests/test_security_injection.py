@@ -159,7 +159,9 @@ def test_identifier_present_in_the_cited_source_is_kept(injected, server):
     p = injected(_client(server))
     hits = p.retrieve(QUESTION).hits
     n = next(i for i, h in enumerate(hits, 1) if CANARY in h.chunk.text)
-    server.enqueue_reply(f"Thông báo nêu mã {CANARY} [{n}].")
+    # The answer rests on the factual passage (the notice alone does not say how many semiconductor
+    # engineers: an answer citing only it falls back), and also quotes the notice's code.
+    server.enqueue_reply(f"Dự án tuyển 42 kỹ sư bán dẫn [{_fact_number(p)}]. Thông báo nêu mã {CANARY} [{n}].")
     answer = p.ask(QUESTION)
     assert CANARY in answer.text and not answer.notice  # quoted from the cited source, so not a leak
 
