@@ -1,5 +1,7 @@
-"""Validate eval/datasets/gold.jsonl: schema, mix of questions, and that every evidence phrase is verbatim
-article-body text of the documents the question names (not sidebar / related-news boilerplate).
+"""Validate eval/datasets/gold.jsonl and the held-out set eval/datasets/heldout.jsonl: schema, mix of
+questions, and that every evidence phrase is verbatim article-body text of the documents the question names
+(not sidebar / related-news boilerplate). Both files run through the same checks; only the minimum counts of
+the mix differ (MIX), and the held-out set must not repeat a gold question.
 
 The seed articles are read from the repository's corpus/*.md (YAML front matter with `id:`) when that
 folder has .md files, otherwise from the raw copies in /work/shared/seeds with the agreed document ids.
@@ -11,13 +13,15 @@ import json
 import re
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-GOLD = REPO / "eval" / "datasets" / "gold.jsonl"
+DATASETS = {"gold": REPO / "eval" / "datasets" / "gold.jsonl", "heldout": REPO / "eval" / "datasets" / "heldout.jsonl"}
 CORPUS = REPO / "corpus"
 SEEDS = Path("/work/shared/seeds")
 SEED_IDS = {
@@ -36,6 +40,47 @@ REQUIRED = KEYS - {"follows"}
 VARIANTS = {"diacritics", "no_diacritics", "en"}
 CATEGORIES = {"fact", "list", "connection", "followup", "unanswerable", "numeric", "tempting", "mixed-language"}
 REFUSALS = {"vi": "Không tìm thấy thông tin này trong tài liệu.", "en": "I couldn't find this in the documents."}
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Minimum counts a dataset must reach (the held-out set is a smaller, independent sample)."""
+
+    rows: int
+    diacritics: int
+    en: int
+    no_diacritics: int
+    unanswerable: int
+    per_category: dict[str, int]
+    followups: int
+    tempting: int
+    tempting_answerable_both: bool  # tempting questions both answerable and not
+    mixed: int
+    mixed_langs: frozenset[str]
+
+
+MIX = {
+    "gold": Mix(rows=100, diacritics=35, en=25, no_diacritics=15, unanswerable=20,
+                per_category={c: 5 for c in ("fact", "list", "connection", "followup", "numeric")},
+                followups=6, tempting=12, tempting_answerable_both=True, mixed=6,
+                mixed_langs=frozenset({"vi", "en"})),
+    "heldout": Mix(rows=45, diacritics=18, en=15, no_diacritics=10, unanswerable=15,
+                   per_category={"fact": 10, "list": 3, "numeric": 3, "unanswerable": 6},
+                   followups=0, tempting=6, tempting_answerable_both=False, mixed=2,
+                   mixed_langs=frozenset({"en"})),
+}
+
+
+class Dataset(list):
+    """The rows of one dataset file, with its name (a key of DATASETS / MIX)."""
+
+    def __init__(self, name: str, rows: list[dict]):
+        super().__init__(rows)
+        self.name = name
+
+    @property
+    def mix(self) -> Mix:
+        return MIX[self.name]
 
 
 def squash(text: str) -> str:
@@ -102,15 +147,21 @@ def load_seed_texts() -> dict[str, str]:
     return {SEED_IDS.get(p.name, p.stem): p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))}
 
 
-@pytest.fixture(scope="module")
-def gold() -> list[dict]:
-    raw = GOLD.read_text(encoding="utf-8")
-    assert unicodedata.is_normalized("NFC", raw), "gold.jsonl must be NFC"
+def read_dataset(name: str) -> Dataset:
+    path = DATASETS[name]
+    raw = path.read_text(encoding="utf-8")
+    assert unicodedata.is_normalized("NFC", raw), f"{path.name} must be NFC"
     rows = []
     for n, line in enumerate(raw.splitlines(), 1):
-        assert line.strip(), f"line {n} is blank"
+        assert line.strip(), f"{path.name} line {n} is blank"
         rows.append(json.loads(line))
-    return rows
+    return Dataset(name, rows)
+
+
+@pytest.fixture(scope="module", params=sorted(DATASETS))
+def gold(request) -> Dataset:
+    """Each dataset in turn (the fixture keeps its historical name)."""
+    return read_dataset(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +212,7 @@ def test_follows_points_to_an_earlier_question(gold):
         else:
             assert row["category"] != "followup", f"{row['id']}: a followup needs `follows`"
         seen.add(row["id"])
-    assert n_followups >= 6
+    assert n_followups >= gold.mix.followups
 
 
 def test_answerable_and_unanswerable_fields(gold):
@@ -179,15 +230,17 @@ def test_answerable_and_unanswerable_fields(gold):
 
 
 def test_mix_of_questions(gold):
+    mix = gold.mix
     variants = Counter(row["variant"] for row in gold)
     categories = Counter(row["category"] for row in gold)
     unanswerable = [row for row in gold if not row["answerable"]]
-    assert len(gold) >= 100
-    assert variants["diacritics"] >= 35 and variants["en"] >= 25 and variants["no_diacritics"] >= 15, variants
-    assert len(unanswerable) >= 20
+    assert len(gold) >= mix.rows
+    assert (variants["diacritics"] >= mix.diacritics and variants["en"] >= mix.en
+            and variants["no_diacritics"] >= mix.no_diacritics), variants
+    assert len(unanswerable) >= mix.unanswerable
     assert {row["variant"] for row in unanswerable} == VARIANTS, "unanswerable questions in all three variants"
-    for category in ("fact", "list", "connection", "followup", "numeric"):
-        assert categories[category] >= 5, categories
+    for category, minimum in mix.per_category.items():
+        assert categories[category] >= minimum, categories
 
 
 def test_question_text_matches_variant(gold):
@@ -281,13 +334,42 @@ def test_body_part_cuts_boilerplate(seeds):
 def test_tempting_and_mixed_language_questions(gold):
     """Questions distractors make tempting (wrong year, other country, other city), answerable and not, and
     questions mixing the languages (English with Vietnamese names in diacritics, Vietnamese quoting English)."""
+    mix = gold.mix
     tempting = [r for r in gold if r["category"] == "tempting"]
     mixed = [r for r in gold if r["category"] == "mixed-language"]
-    assert len(tempting) >= 12 and {r["answerable"] for r in tempting} == {True, False}
+    assert len(tempting) >= mix.tempting
+    assert {r["answerable"] for r in tempting} == ({True, False} if mix.tempting_answerable_both else {False})
     assert {r["variant"] for r in tempting} == VARIANTS
-    assert len(mixed) >= 6 and {r["lang"] for r in mixed} == {"vi", "en"}
+    assert len(mixed) >= mix.mixed and {r["lang"] for r in mixed} == mix.mixed_langs
     for r in mixed:
         if r["lang"] == "en":
             assert has_vietnamese_marks(r["question"]), r["id"]
         else:
             assert re.search(r"\b[A-Z][A-Za-z]+\b.*\b[A-Z]{2,}|\b[A-Z]{2,}", r["question"]), r["id"]
+
+
+# ------------------------------------------------------------------------------------------ held-out set
+
+def _plain(text: str) -> str:
+    """Lower-case, without Vietnamese marks or punctuation: how near-duplicate questions are compared."""
+    decomposed = unicodedata.normalize("NFD", squash(text).lower().replace("đ", "d"))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.findall(r"\w+", bare))
+
+
+def test_heldout_does_not_repeat_gold_questions():
+    """The held-out set checks that tuning on gold generalises: no question of it is a gold question, nor a
+    near copy of one (same words with or without diacritics, or a character-level similarity >= 0.8)."""
+    gold_questions = {_plain(row["question"]): row["id"] for row in read_dataset("gold")}
+    heldout = read_dataset("heldout")
+    problems = []
+    for row in heldout:
+        q = _plain(row["question"])
+        if q in gold_questions:
+            problems.append(f"{row['id']} repeats {gold_questions[q]}")
+            continue
+        for g, gid in gold_questions.items():
+            if SequenceMatcher(None, q, g).ratio() >= 0.8:
+                problems.append(f"{row['id']} is a near copy of {gid}: {row['question']!r}")
+    assert not problems, "\n".join(problems)
+    assert not {row["id"] for row in heldout} & {row["id"] for row in read_dataset("gold")}, "ids shared with gold"
