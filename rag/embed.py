@@ -43,6 +43,7 @@ BULK_MIN_TEXTS = 256
 # Texts per forward pass in bfloat16: AMX tiles want tall matrices. Sentences of viwiki, quiet 2-core
 # machine, same run: batch 8 -> 10.5k tokens/s, 32 -> 17.5k, 64 -> 19.9k, 128 -> 16.0k (float32: 8.5k).
 BF16_BATCH = 64
+BF16_TOKENS = 4096  # padded tokens per bfloat16 batch (memory: see encode_bf16)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -200,16 +201,28 @@ class SentenceTransformerEmbedder(_WindowedEmbedder):
         )
 
     def encode_bf16(self, texts: list[str]) -> np.ndarray:
-        """`_encode` with the matrix products in bfloat16 (autocast) and the result in float32."""
+        """`_encode` with the matrix products in bfloat16 (autocast) and the result in float32.
+
+        Longest texts first, in batches of at most BF16_BATCH texts and BF16_TOKENS padded tokens: a batch
+        of 64 full 256-token windows would hold ~0.5 GB of attention and FFN activations at once, and the
+        allocator keeps what it once held; short sentences still go 64 at a time."""
         import torch
 
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            vectors = self._model.encode(
-                texts, batch_size=BF16_BATCH, convert_to_tensor=True, normalize_embeddings=False,
-                show_progress_bar=False,
-            )
-        vectors = torch.nn.functional.normalize(vectors.float(), dim=1)
-        return vectors.numpy().astype(np.float32, copy=False)
+        lengths = [n + 2 for n in self._token_counts(texts)]  # + [CLS] and [SEP]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            width = min(lengths[order[start]], self._max_tokens)
+            rows = order[start : start + max(1, min(BF16_BATCH, BF16_TOKENS // width))]
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                vectors = self._model.encode(
+                    [texts[i] for i in rows], batch_size=len(rows), convert_to_tensor=True,
+                    normalize_embeddings=False, show_progress_bar=False,
+                )
+            out[rows] = torch.nn.functional.normalize(vectors.float(), dim=1).numpy()
+            start += len(rows)
+        return out
 
 
 @dataclass(frozen=True)
