@@ -252,15 +252,7 @@ def _core(form: tuple[str, ...]) -> tuple[str, ...]:
 
 def _is_common_phrase(form: tuple[str, ...]) -> bool:
     """'viet nam nhat ban' (Vietnam–Japan): made only of the domain's ubiquitous names."""
-    i = 0
-    while i < len(form):
-        for n in (3, 2, 1):
-            if tuple(form[i : i + n]) in _COMMON:
-                i += n
-                break
-        else:
-            return False
-    return True
+    return not _core(form)
 
 
 def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyTerm]:
@@ -875,9 +867,10 @@ def _name_in_role(kind: str, sentence: str, question: str, topic: list[KeyTerm])
                 words = sentence[start:end].split()
                 known = _known_non_person_names()
                 # A place glued to the name by capitals ('… tại Nhật Bản Phạm Quang Hiệu') is not part of it.
-                while kind == "person" and len(words) > 2 and any(
-                        " ".join(words[:k]).lower() in known for k in (1, 2, 3)):
-                    k = next(k for k in (3, 2, 1) if " ".join(words[:k]).lower() in known)
+                while kind == "person" and len(words) > 2:
+                    k = next((k for k in (3, 2, 1) if " ".join(words[:k]).lower() in known), 0)
+                    if not k:
+                        break
                     words = words[k:]
                 return " ".join(words)
             break

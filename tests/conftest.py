@@ -40,6 +40,22 @@ def seed_home(tmp_path_factory, embedder) -> Path:
     return home
 
 
+def pipeline_beside_seeds(root: Path, loaded: LoadedEmbedder, documents: dict[str, str]):
+    """A real Pipeline over an index of the seed corpus plus `documents` (file name -> text), built under
+    `root` (`root/docs`, `root/index`): extra documents stay out of corpus/."""
+    from rag.chain import Pipeline
+    from rag.index import Index
+    from rag.lexicon import default_lexicon
+
+    folder = root / "docs"
+    folder.mkdir(parents=True)
+    for name, text in documents.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    settings = make_settings(root / "index")
+    Index.open(settings, must_exist=False).sync([CORPUS, folder], loaded.embedder)
+    return Pipeline(settings, loaded, Index.open(settings), default_lexicon())
+
+
 @pytest.fixture(scope="session")
 def pipeline(seed_home, loaded_embedder):
     """A read-only Pipeline over the seed index (shared; do not ingest through it)."""

@@ -101,18 +101,9 @@ DISTRACTORS = {
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory, loaded_embedder):
     """A real index of the seed corpus plus the distractor documents above (kept out of corpus/)."""
-    from rag.chain import Pipeline
-    from rag.index import Index
-    from rag.lexicon import default_lexicon
-    from tests.conftest import CORPUS, make_settings
+    from tests.conftest import pipeline_beside_seeds
 
-    folder = tmp_path_factory.mktemp("distractors")
-    for name, text in DISTRACTORS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    settings = make_settings(tmp_path_factory.mktemp("scaled-index"))
-    index = Index.open(settings, must_exist=False)
-    index.sync([CORPUS, folder], loaded_embedder.embedder)
-    return Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon())
+    return pipeline_beside_seeds(tmp_path_factory.mktemp("scaled"), loaded_embedder, DISTRACTORS)
 
 
 @pytest.mark.parametrize(

@@ -36,17 +36,9 @@ DOCS = {
 @pytest.fixture(scope="module")
 def conflicted(tmp_path_factory, loaded_embedder):
     """A real index: the seed corpus plus the documents above."""
-    from rag.chain import Pipeline
-    from rag.index import Index
-    from rag.lexicon import default_lexicon
-    from tests.conftest import CORPUS, make_settings
+    from tests.conftest import pipeline_beside_seeds
 
-    folder = tmp_path_factory.mktemp("conflicts")
-    for name, text in DOCS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    settings = make_settings(tmp_path_factory.mktemp("conflict-index"))
-    Index.open(settings, must_exist=False).sync([CORPUS, folder], loaded_embedder.embedder)
-    return Pipeline(settings, loaded_embedder, Index.open(settings), default_lexicon())
+    return pipeline_beside_seeds(tmp_path_factory.mktemp("conflicts"), loaded_embedder, DOCS)
 
 
 def _cited(answer, marker: str) -> int:

@@ -19,7 +19,6 @@ import pytest
 from tests.conftest import make_settings
 from tests.scripted_llm import ScriptedLLM
 from tests.servers import free_port
-from tests.test_ui import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 
@@ -103,20 +102,6 @@ def hostile_app(tmp_path_factory, tracker, loaded_embedder):
             yield {"url": f"http://127.0.0.1:{port}/", "llm": llm, "home": home, "corpus": corpus, "demo": demo}
         finally:
             demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def ask_in_browser(browser, url: str, question: str, tracker_port: int) -> tuple[str, str, list[str], list[str], object]:
