@@ -494,11 +494,14 @@ def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
     hay = _syllables(passage)
     hay_set = set(hay)
+    # A one-word name counts only where the passage writes it with a capital: 'Pháp' is France, the
+    # 'pháp' of 'giải pháp' (solution) is not.
+    capitalised = {strip_diacritics(w).lower() for w in _SYLLABLE.findall(passage) if w[:1].isupper()}
     # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): its head word must be there
     # as written and all its distinctive syllables somewhere ('cộng', 'hòa', 'pháp luật' is not France).
     # (Not a name made with Vietnam / Japan: 'của Nhật Bản' scattered is 'của', 'nhất' and 'bản' anywhere.)
     return [t for t in terms if t.anchor and not any(
-        _contains(hay, f) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f)) and _contains(hay, f[:2])
+        (f[0] in capitalised if len(f) == 1 and f[0].isalpha() else _contains(hay, f)) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f)) and _contains(hay, f[:2])
                               and all(s in hay_set for s in f if not is_stopword(s)))
         for f in t.forms)]
 
@@ -942,6 +945,29 @@ def _subsequence_rows(full: list[str], part: list[str]) -> list[int] | None:
     return rows if len(rows) == len(part) else None
 
 
+def _drop_redundant(terms: list[KeyTerm], chosen: list[_Candidate]) -> list[_Candidate]:
+    """`chosen` without a quote whose question words another quote of the same document all holds too.
+
+    The sentence that introduces a meeting ('Tại buổi làm việc với Đại sứ quán …, Thứ trưởng Nguyễn Hoàng
+    Giang gửi lời cám ơn …') names the people, which the passage supplies anyway; the request itself
+    ('Thứ trưởng mong muốn Đại sứ quán … hỗ trợ kết nối …') holds every word the introduction matches and
+    more, so the introduction only adds a citation that does not answer."""
+    def held(c: _Candidate) -> frozenset[int]:
+        passage = f"{c.hit.chunk.title}\n{c.hit.chunk.date}\n{c.hit.chunk.text}"
+        return frozenset(i for i, t in enumerate(terms) if coverage([t], c.sentence, passage) > 0)
+
+    sets = [held(c) for c in chosen]
+    keep = []
+    for i, c in enumerate(chosen):
+        redundant = any(
+            j != i and chosen[j].hit.chunk.doc_id == c.hit.chunk.doc_id and sets[i] <= sets[j]
+            and (sets[i] < sets[j] or j < i)  # of two equal quotes the first stays
+            for j in range(len(chosen)))
+        if not redundant:
+            keep.append(c)
+    return keep
+
+
 class ExtractiveAnswerer:
     """Quotes the best-supported sentences with [n] citations, or refuses when no passage supports them."""
 
@@ -1096,6 +1122,8 @@ class ExtractiveAnswerer:
         mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
         for main in mains:
             chosen = self._support(question, kind, terms, main, cands)
+            if chosen and not kind:
+                chosen = _drop_redundant(terms, chosen)
             if chosen:
                 span = ""
                 if kind:
@@ -1106,6 +1134,11 @@ class ExtractiveAnswerer:
                     if holder is not chosen[0]:
                         chosen.remove(holder)
                         chosen.insert(0, holder)
+                    if span:
+                        # With a short answer, a quote from another passage must repeat it: one that only
+                        # shares the topic ('Phiên khai mạc Diễn đàn' beside 'Kyoto') dilutes the citations.
+                        key, own = _claim_key(span), {holder.hit.chunk.chunk_id, main.hit.chunk.chunk_id}
+                        chosen = [c for c in chosen if c.hit.chunk.chunk_id in own or key in _claim_key(c.sentence)]
                     rivals = self._rivals(kind, question, terms, cands, holder, span, extra) if span else []
                     if rivals:
                         # Every side is shown, never one picked silently: rivals replace the extra quotes.

@@ -324,6 +324,7 @@ _NOT_CONTACTS = frozenset({"government", "legislature", "party"})
 _DIPLOMAT_TITLES = re.compile(r"^(Đại sứ|Tổng Lãnh sự|Ambassador|Consul General)\b")
 
 _JAPAN = re.compile(r"\b(Nhật Bản|Nhật|Japan|Japanese)\b")
+_VIETNAM = re.compile(r"\b(Việt Nam|Viet Nam|Vietnam|Vietnamese|VN)\b")
 _CONNECT_CUES = re.compile(
     r"\b(kết nối|hỗ trợ|thúc đẩy|hợp tác|đối tác|cầu nối|doanh nghiệp|làm việc với|gắn kết|xúc tiến|"
     r"connect|support|cooperat\w*|partner\w*|business\w*|compan\w*)\b",
@@ -336,7 +337,8 @@ _ADVICE_CUES = re.compile(
 )
 _BUSINESS = re.compile(r"\b(doanh nghiệp|startup|khởi nghiệp|địa phương|business\w*|compan\w*|firms?)\b", re.IGNORECASE)
 _MAX_QUOTE_WORDS = 45
-_LIMITS = {"local": 6, "who": 7, "what": 6, "where": 5, "sectors": 6, "next_steps": 4}
+# Short lists: at a thousand documents the seventh contact point is more often noise than help.
+_LIMITS = {"local": 6, "who": 5, "what": 4, "where": 3, "sectors": 4, "next_steps": 4}
 # Sector aliases too generic to show a sector tag on their own: 'cơ sở dữ liệu' (a database) is not big
 # data, 'nhân lực chất lượng cao' (high-quality staff) is not standards, metrology and quality.
 _WEAK_SECTOR_SURFACES = {
@@ -593,11 +595,15 @@ def build_connection_answer(
     df = Counter(s for e in chunk_ents.values() for s in set(e.sectors))
     cands: list[_Candidate] = []
     wanted_keys = wanted.match_keys()
+    places_asked = {_fold(p) for p in q_ents.places_jp}
     for sent in sentences:
-        feats = _features(sent, terms, province_new, sector_id, wanted_keys)
+        feats = _features(sent, terms, province_new, sector_id, wanted_keys, gz)
         base = feats["base"]
-        # Japan in the sentence, or at least in its chunk's headline or text (weaker evidence).
-        japan = feats["japan"] or feats["japan_ctx"]
+        # An item nobody asked for is listed only from a sentence about Vietnam and Japan together: at
+        # scale most sentences naming Tokyo or the EU are about something else (an earthquake, Cambodia).
+        bilateral = feats["japan"] and feats["vietnam"]
+        # ... or a sentence naming the asked province in an article about Japan (its own contacts).
+        bilateral = bilateral or (feats["province"] and feats["japan_ctx"])
         for m in sent.mentions:
             asked = (m.kind, _fold_key(m)) in wanted_keys
             bonus = 2.0 if asked else 0.0
@@ -605,9 +611,10 @@ def build_connection_answer(
                 okind, country = _org_kind(gz, m.canonical), _org_country(gz, m.canonical)
                 if okind in _NOT_CONTACTS:
                     continue
-                if country not in ("VN", "JP") and not asked and not (country == "INT" and feats["japan"]):
-                    continue  # French/British bodies, or international ones unrelated to Japan
-                if not (japan or asked or country == "JP" or feats["sector"]):
+                if country not in ("VN", "JP") and not asked:
+                    continue  # French, British or international bodies (APEC, the EU) are not contact points here
+                if not asked and not (bilateral or (country == "JP" and feats["vietnam_ctx"])
+                                      or (country == "VN" and (feats["japan"] or feats["province"]))):
                     continue
                 section = "what" if okind in _EVENT_ORG_KINDS else "who"
                 weight = _CONTACT_KINDS.get(okind, 0.3) if section == "who" else 0.8
@@ -617,14 +624,20 @@ def build_connection_answer(
                 if feats["japan"]:
                     cands.append(_Candidate("who", m.kind, m.canonical, m.surface, sent, m, base + 0.2))
             elif m.kind == "programmes":
-                if japan or feats["sector"] or asked:
+                if asked or ((bilateral or (feats["japan"] and feats["sector"])) and (feats["connect"] or feats["business"])):
                     cands.append(_Candidate("what", m.kind, m.canonical, m.canonical, sent, m, base + bonus))
             elif m.kind == "places_jp":
+                # The asked locality only, when one is asked; otherwise localities where the documents
+                # tie Vietnam to Japan with a cooperation word.
+                if places_asked and _fold_key(m) not in places_asked:
+                    continue
+                if not asked and not (bilateral and feats["connect"]):
+                    continue
                 cands.append(_Candidate("where", m.kind, m.canonical, gz.display(m.kind, m.canonical, lang), sent, m,
                                         base + bonus))
             elif m.kind == "sectors":
-                if m.canonical != sector_id and not asked and not feats["japan"]:
-                    continue
+                if not (asked or m.canonical == sector_id):
+                    continue  # the asked sector only (or a note that it is absent); no sector asked, no list
                 if _weak_sector_mention(m):
                     continue  # a generic word ('dữ liệu', 'chất lượng') does not show that the sentence is about the sector
                 idf = math.log(1 + n_chunks / max(df.get(m.canonical, 1), 1))
@@ -635,6 +648,16 @@ def build_connection_answer(
             score = base + (1.0 if feats["business"] else 0.0) + (1.0 if feats["sector"] else 0.0)
             cands.append(_Candidate("next_steps", "next_step", "", "", sent, None, score))
 
+    if places_asked:
+        # A Japanese locality is asked: contact points, programmes and next steps from sentences naming it
+        # come first and alone (the Osaka offices for a partner in Osaka, not every office in Japan).
+        def names_asked_place(c: _Candidate) -> bool:
+            return any(m.kind == "places_jp" and _fold_key(m) in places_asked for m in c.sentence.mentions)
+
+        for section in ("who", "what", "next_steps"):
+            local = [c for c in cands if c.section == section and names_asked_place(c)]
+            if local:
+                cands = [c for c in cands if c.section != section or names_asked_place(c)]
     sections = _select(cands)
     if province_new and not note:
         # Items whose sentence names the asked province are listed under it; the rest are general.
@@ -706,11 +729,20 @@ def _fold_key(m: Mention) -> str:
     return _fold(name)
 
 
-def _features(sent: _Sentence, terms: list, province: str, sector_id: str, wanted_keys: set) -> dict[str, Any]:
+def _vietnamese_side(text: str, mentions: tuple[Mention, ...], gz: Gazetteer) -> bool:
+    """Whether a text names Vietnam, a Vietnamese place or a Vietnamese body."""
+    return bool(_VIETNAM.search(text)) or any(
+        m.kind == "places_vn" or (m.kind == "organizations" and _org_country(gz, m.canonical) == "VN") for m in mentions)
+
+
+def _features(sent: _Sentence, terms: list, province: str, sector_id: str, wanted_keys: set,
+              gz: Gazetteer) -> dict[str, Any]:
     text = sent.text
     kinds = {m.kind for m in sent.mentions}
     japan = bool(_JAPAN.search(text)) or "places_jp" in kinds
     japan_ctx = bool(_JAPAN.search(sent.hit.chunk.title) or _JAPAN.search(sent.hit.chunk.text))
+    vietnam = _vietnamese_side(text, sent.mentions, gz)
+    vietnam_ctx = vietnam or bool(_VIETNAM.search(sent.hit.chunk.title) or _VIETNAM.search(sent.hit.chunk.text))
     sector = bool(sector_id) and any(m.kind == "sectors" and m.canonical == sector_id for m in sent.mentions)
     prov = bool(province) and any(m.kind == "places_vn" and m.canonical.split(OLD_NEW_SEP)[-1] == province
                                   for m in sent.mentions)
@@ -720,7 +752,7 @@ def _features(sent: _Sentence, terms: list, province: str, sector_id: str, wante
     base = (1.0 * japan + 1.5 * sector + 1.5 * prov + 0.8 * connect + 0.5 * min(asked, 3) + 1.5 * cov
             - 0.03 * sent.rank)
     return {
-        "japan": japan, "japan_ctx": japan_ctx, "sector": sector, "province": prov, "connect": connect, "base": base,
+        "japan": japan, "japan_ctx": japan_ctx, "vietnam": vietnam, "vietnam_ctx": vietnam_ctx, "sector": sector, "province": prov, "connect": connect, "base": base,
         "advice": bool(_ADVICE_CUES.search(text)), "business": bool(_BUSINESS.search(text)),
     }
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from rag.answer import REFUSAL
+from rag.answer import REFUSAL, KeyTerm, missing_anchors
 
 
 def _check_citations(answer):
@@ -323,3 +323,32 @@ def test_a_split_name_needs_its_head_word():
     government = KeyTerm("Chính phủ Việt Nam", (("chinh", "phu", "viet", "nam"),), 1.5, anchor=True)
     assert not missing_anchors([government], "Hiệp định giữa hai Chính phủ Việt Nam và Pháp")
     assert not missing_anchors([government], "Chính phủ hai nước … phía Việt Nam")
+
+
+def test_a_one_word_name_counts_only_with_its_capital():
+    """'Pháp' (France) is an anchor; the 'pháp' of 'giải pháp' (solution) is not France."""
+    french = KeyTerm("French", (("phap",), ("cong", "hoa", "phap")), 1.5, anchor=True)
+    assert missing_anchors([french], "Phó Thủ tướng chia sẻ giải pháp phát triển khoa học của Việt Nam.") == [french]
+    assert missing_anchors([french], "Việt Nam và Pháp nhất trí nâng cấp Hiệp định hợp tác.") == []
+    year = KeyTerm("2023", (("2023",),), 1.5, anchor=True)
+    assert missing_anchors([year], "Diễn đàn năm 2023 tại Kyoto.") == []  # digits have no capital
+
+
+def test_quotes_from_other_passages_repeat_the_short_answer(pipeline):
+    """With a short answer (Kyoto), a further quote from another passage must state it too: a sentence
+    that only shares the topic (the forum's opening session) is not evidence for the place."""
+    answer = pipeline.ask("dien dan sts 2023 to chuc o dau")
+    assert not answer.refused and "Kyoto" in answer.text.splitlines()[1], answer.text
+    holder = next(c for c in answer.citations if "Kyoto" in c.quote).chunk.chunk_id
+    for c in answer.citations:
+        assert c.chunk.chunk_id == holder or "Kyoto" in c.quote, answer.text
+
+
+def test_an_introduction_the_request_itself_covers_is_not_quoted(pipeline):
+    """'Tại buổi làm việc …, Thứ trưởng … gửi lời cám ơn …' introduces the meeting; the request ('… mong
+    muốn Đại sứ quán … hỗ trợ kết nối …') holds every question word it holds, so only the request is cited."""
+    answer = pipeline.ask("What did Vice Minister Nguyễn Hoàng Giang ask the Vietnamese Embassy in Japan to help connect?")
+    assert not answer.refused, answer.text
+    quotes = [c.quote for c in answer.citations]
+    assert any("hỗ trợ kết nối những nội dung" in q for q in quotes), quotes
+    assert not any("gửi lời cám ơn" in q for q in quotes), quotes

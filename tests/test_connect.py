@@ -287,3 +287,45 @@ def test_connect_and_retrieve_share_one_entity_index(pipeline):
     build_connection_answer(pipeline, PHU_THO_VI)
     build_connection_answer(pipeline, OSAKA_EN, filters=Filters(date_from="2023"))
     assert entities._INDEX_CACHE[0] is shared
+
+
+# Encyclopaedia-style sentences that name Japanese places, Japan or an international body next to a
+# seed-like question's words, without tying Vietnam to Japan: what a real index holds by the hundred.
+NEARBY = {
+    "tokyo.md": (
+        "---\ntitle: \"Tokyo\"\ndate: \"2020-01-01\"\n---\n"
+        "Tokyo, cũng như Osaka, đã được thiết kế từ thập niên 1900 như là thành phố đường sắt với nhiều doanh nghiệp.\n\n"
+        "Một là trận động đất lớn Kanto vào năm 1923, tai họa kia là chiến tranh; Osaka cũng bị tàn phá.\n"
+    ),
+    "campuchia.md": (
+        "---\ntitle: \"Campuchia\"\ndate: \"2019-01-01\"\n---\n"
+        "Sau các cuộc đàm phán hòa bình Paris, trong đó có Mỹ, Úc, Liên minh châu Âu (EU) và Nhật Bản, "
+        "Campuchia tìm kiếm đối tác cho doanh nghiệp nhỏ và vừa.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def nearby(tmp_path_factory, loaded_embedder):
+    from tests.conftest import pipeline_beside_seeds
+
+    return pipeline_beside_seeds(tmp_path_factory.mktemp("nearby"), loaded_embedder, NEARBY)
+
+
+@pytest.mark.parametrize("question", [
+    "Một doanh nghiệp nhỏ và vừa ở tỉnh muốn tìm đối tác tại Osaka nên nhờ cơ quan nào hỗ trợ?",
+    "doanh nghiep nho o tinh muon tim doi tac o osaka thi hoi ai",
+    "Which offices can help a provincial SME find business partners in Osaka?",
+])
+def test_a_city_question_lists_that_citys_contacts_and_nothing_unrelated(nearby, question):
+    """The Osaka offices answer; a Tokyo railway, the Kanto earthquake, the EU in Cambodia and a sector
+    list nobody asked for do not belong in the answer, however many documents name Osaka or Japan."""
+    answer = build_connection_answer(nearby, question)
+    check_citations(answer)
+    who = {i.entity for i in answer.who}
+    assert {"vn_consulate_osaka", "vn_st_office_osaka"} <= who, who
+    assert all("Osaka" in i.quote for i in answer.who), [i.quote for i in answer.who]
+    assert [i.entity for i in answer.where] == ["osaka"] or {i.text for i in answer.where} == {"Osaka"}, answer.where
+    assert not answer.sectors, answer.sectors  # no sector asked
+    docs = {c.chunk.doc_id for c in answer.sources}
+    assert not docs & {"tokyo", "campuchia"}, docs
