@@ -331,6 +331,31 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         toned = word.lower() if word != strip_diacritics(word) and _is_function_phrase(form) else ""
         terms.append(KeyTerm(word, (form,), weight, anchor, scope,
                              required=not english and not anchor and _is_rare_word({form}), toned=toned))
+    return _merge_expansions(question, terms)
+
+
+def _merge_expansions(question: str, terms: list[KeyTerm]) -> list[KeyTerm]:
+    """'Trung tâm Đổi mới sáng tạo Quốc gia (NIC)' names one thing: its words and its acronym become one
+    anchor held by either form, so '… cơ sở hạ tầng của NIC tại Hà Nội' holds the whole name."""
+    for paren in re.finditer(r"\(\s*([A-Z][A-Za-z0-9&-]*[A-Z0-9])\s*\)", question):
+        acronym = next((t for t in terms if t.anchor and t.surface == paren.group(1)), None)
+        if acronym is None:
+            continue
+        # The terms written right before the parenthesis, back to the first gap that is not a space.
+        spans = sorted((pos, pos + len(t.surface), t) for t in terms if t is not acronym
+                       for pos in [question.rfind(t.surface, 0, paren.start())] if pos >= 0)
+        name: list[KeyTerm] = []
+        end = paren.start()
+        for start, stop, term in reversed(spans):
+            if question[stop:end].strip():
+                break
+            name.insert(0, term)
+            end = start
+        if not name:
+            continue
+        full = tuple(_syllables(question[end : paren.start()]))
+        merged = replace(acronym, forms=tuple(sorted({*acronym.forms, full})))
+        terms = [merged if t is acronym else t for t in terms if not any(t is n for n in name)]
     return terms
 
 

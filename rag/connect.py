@@ -617,6 +617,8 @@ def build_connection_answer(
                                       or (country == "VN" and (feats["japan"] or feats["province"]))):
                     continue
                 section = "what" if okind in _EVENT_ORG_KINDS else "who"
+                if section == "what" and not (asked or feats["connect"] or feats["business"]):
+                    continue  # a forum named where a gift is handed over is not a way in for a business
                 weight = _CONTACT_KINDS.get(okind, 0.3) if section == "who" else 0.8
                 cands.append(_Candidate(section, m.kind, m.canonical, gz.display(m.kind, m.canonical, lang), sent, m,
                                         base + weight + bonus))

@@ -352,3 +352,18 @@ def test_an_introduction_the_request_itself_covers_is_not_quoted(pipeline):
     quotes = [c.quote for c in answer.citations]
     assert any("hỗ trợ kết nối những nội dung" in q for q in quotes), quotes
     assert not any("gửi lời cám ơn" in q for q in quotes), quotes
+
+
+def test_a_name_and_its_acronym_are_one_anchor(scaled):
+    """'Trung tâm Đổi mới sáng tạo Quốc gia (NIC)' is one thing: a sentence naming 'NIC' holds it, so the
+    place of NIC's new facilities is taken from that sentence, not from one about other countries."""
+    from rag.answer import key_terms
+
+    terms = key_terms("Where is the Trung tâm Đổi mới sáng tạo Quốc gia (NIC) adding new facilities?",
+                      scaled.lexicon, scaled.index)
+    nic = next(t for t in terms if t.surface == "NIC")
+    assert nic.anchor and ("nic",) in nic.forms
+    assert ("trung", "tam", "doi", "moi", "sang", "tao", "quoc", "gia") in nic.forms
+    assert not any(t.surface.startswith("Trung tâm") for t in terms), [t.surface for t in terms]
+    answer = scaled.ask("Where is the Trung tâm Đổi mới sáng tạo Quốc gia (NIC) adding new facilities?")
+    assert not answer.refused and "Hà Nội" in answer.text.splitlines()[1], answer.text
