@@ -959,6 +959,30 @@ class _Candidate:
     score: float
     eligible: bool = True  # the passage holds every anchor and the relation asked about
     claim: str = ""  # the short answer this sentence gives, when another source gives a different one
+    said: str = ""  # who said it, when the sentence opens a quotation closed later ('", Phó Thủ tướng lưu ý.')
+
+
+_OPEN_QUOTES = ('"', "“")
+
+
+def speakers(sentences: list[str]) -> list[str]:
+    """For each sentence that opens a quotation it does not close, the attribution after the closing quote
+    in one of the next three sentences ('…", Phó Thủ tướng lưu ý.' -> ', Phó Thủ tướng lưu ý.'); else ''.
+
+    A speech quoted over several sentences names its speaker once, after it ends: its first sentence is
+    the statement ('"Nên tập trung … công nghệ mới như bán dẫn, AI …'), but only the last one says whose."""
+    out = [""] * len(sentences)
+    for i, sentence in enumerate(sentences):
+        text = sentence.lstrip()
+        closed = text.count('"') >= 2 if text.startswith('"') else "”" in text
+        if not text.startswith(_OPEN_QUOTES) or closed:
+            continue
+        for later in sentences[i + 1 : i + 4]:
+            close = max(later.rfind('"'), later.rfind("”"))
+            if close >= 0:
+                out[i] = later[close + 1 :].strip()
+                break
+    return out
 
 
 def _subsequence_rows(full: list[str], part: list[str]) -> list[int] | None:
@@ -979,7 +1003,7 @@ def _drop_redundant(terms: list[KeyTerm], chosen: list[_Candidate]) -> list[_Can
     more, so the introduction only adds a citation that does not answer."""
     def held(c: _Candidate) -> frozenset[int]:
         passage = f"{c.hit.chunk.title}\n{c.hit.chunk.date}\n{c.hit.chunk.text}"
-        return frozenset(i for i, t in enumerate(terms) if coverage([t], c.sentence, passage) > 0)
+        return frozenset(i for i, t in enumerate(terms) if coverage([t], f"{c.sentence} {c.said}", passage) > 0)
 
     sets = [held(c) for c in chosen]
     keep = []
@@ -1088,20 +1112,21 @@ class ExtractiveAnswerer:
             eligible = rel_ok and not _missing_phrases(missing_anchors(terms, passage), document)
             title_place = _title_place(hit.chunk.title)
             sims = (self._vectors(hit, sentences) @ qvecs.T).max(axis=1)
-            for sentence, sim in zip(sentences, sims, strict=True):
-                cov = coverage(terms, sentence, passage)
+            for sentence, sim, said in zip(sentences, sims, speakers(sentences), strict=True):
+                stated = f"{sentence} {said}" if said else sentence  # the statement with its speaker
+                cov = coverage(terms, stated, passage)
                 # Long sentences cover many terms by accident; a mild length penalty prefers focused ones.
                 length_penalty = 0.1 * max(0.0, (len(sentence.split()) - 40) / 60)
                 score = 0.65 * cov + 0.35 * float(sim) + 0.05 / (1 + rank) - length_penalty
                 if topic:  # what is asked about, beyond who and where: 'what did P ask for' -> the request
-                    score += TOPIC_BONUS * coverage(topic, sentence)
+                    score += TOPIC_BONUS * coverage(topic, stated)
                 if anchors:  # the sentence naming the asked thing itself beats one leaning on its passage
-                    score += 0.2 * (len(anchors) - len(missing_anchors(anchors, sentence))) / len(anchors)
+                    score += 0.2 * (len(anchors) - len(missing_anchors(anchors, stated))) / len(anchors)
                 if defined and _is_definition(sentence, defined):
                     score += 0.25  # 'What is X?' -> X's defining sentence, not a caption that mentions X
                 if _CAPTION.search(sentence):
                     score -= 0.2
-                if speech and _SPEECH_S.search(" ".join(_syllables(sentence))):
+                if speech and _SPEECH_S.search(" ".join(_syllables(stated))):
                     score += 0.1  # 'what did P say about T?' -> P's statement
                 ok = all(relation_holds(r, sentence) for r in rels)
                 if ok and scoped:
@@ -1113,7 +1138,7 @@ class ExtractiveAnswerer:
                                  or (t.scope == "place" and bool(title_place) and not set(t.forms) & title_place
                                      and not _within(title_place, t))
                                  for t in absent)
-                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible))
+                out.append(_Candidate(rank, hit, sentence, cov, float(sim), score, ok and eligible, said=said))
         out.sort(key=lambda c: -c.score)
         return terms, out
 
@@ -1186,7 +1211,7 @@ class ExtractiveAnswerer:
         units = _units(terms) if kind == "number" else frozenset()
         chosen = [main]
         passage = f"{main.hit.chunk.title}\n{main.hit.chunk.date}\n{main.hit.chunk.text}"  # as in _candidates
-        covered = main.sentence
+        covered = f"{main.sentence} {main.said}".strip()
         for cand in cands:
             if len(chosen) >= self.max_sentences:
                 break

@@ -367,3 +367,25 @@ def test_a_name_and_its_acronym_are_one_anchor(scaled):
     assert not any(t.surface.startswith("Trung tâm") for t in terms), [t.surface for t in terms]
     answer = scaled.ask("Where is the Trung tâm Đổi mới sáng tạo Quốc gia (NIC) adding new facilities?")
     assert not answer.refused and "Hà Nội" in answer.text.splitlines()[1], answer.text
+
+
+def test_a_quoted_statement_carries_its_speaker():
+    """A speech quoted over two sentences names its speaker after it closes; the first sentence is the
+    statement and must count as said by that speaker."""
+    from rag.answer import speakers
+
+    sentences = ['"Nên tập trung thúc đẩy hợp tác trong các ngành công nghệ mới như bán dẫn, AI.',
+                 'Cộng đồng nhà khoa học cần lựa chọn lĩnh vực ưu tiên", Phó Thủ tướng lưu ý.',
+                 "Hai bên thống nhất tăng cường hợp tác.",
+                 "“Chúng ta cần hành động”, Bộ trưởng nói."]
+    assert speakers(sentences) == [", Phó Thủ tướng lưu ý.", "", "", ""]
+
+
+def test_which_things_did_the_speaker_name_quotes_the_statement(pipeline):
+    """'Which new technologies did P say …' is answered by P's quoted statement listing them, not by the
+    sentence introducing P's meeting."""
+    answer = pipeline.ask("Which new technologies did Phó Thủ tướng Nguyễn Chí Dũng say Vietnam should cooperate on with Japan?")
+    assert not answer.refused, answer.text
+    quotes = [c.quote for c in answer.citations]
+    assert any("bán dẫn, AI, lượng tử" in q for q in quotes), quotes
+    assert not any(q.startswith("Gặp gỡ và làm việc") for q in quotes), quotes
