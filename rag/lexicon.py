@@ -7,6 +7,7 @@ for retrieval (BM25 terms and a Vietnamese dense query), where word order does n
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,17 @@ from rag.text import nfc, strip_diacritics
 _MAX_NGRAM = 6
 _TOKEN = re.compile(r"[\w&]+", re.UNICODE)  # hyphens/slashes split: 'semiconductor-related', 'EMB-AI'
 
+
+
+def _tone_key(words: list[str]) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each word without diacritics plus the set of its diacritic marks, lower-case: tones compared
+    wherever a writer placed them ('hoà' == 'hòa'), and 'nhân' != 'nhận', 'cực' != 'cục'."""
+    out = []
+    for w in words:
+        w = w.replace("&", "").lower()
+        marks = frozenset(ch for ch in unicodedata.normalize("NFD", w) if unicodedata.combining(ch))
+        out.append((strip_diacritics(w), marks | ({"đ"} if "đ" in w else set())))
+    return tuple(out)
 
 
 def _key_tokens(text: str) -> tuple[str, ...]:
@@ -74,6 +86,11 @@ class Lexicon:
                 gids = self._index.get(tuple(keys[i : i + n]))
                 if not gids:  # 'Basic Sciences' -> 'basic science'
                     gids = self._inflected(tuple(keys[i : i + n]))
+                if gids and any(w != strip_diacritics(w) for w in words[i : i + n]):
+                    # Written with tones, a phrase must match an entry's tones too: 'Nhân' (as in 'nhân
+                    # dịp') is not 'nhận' (receive), 'tích cực' holds no 'Cục' (department).
+                    toned = _tone_key(words[i : i + n])
+                    gids = {g for g in gids if any(_tone_key(_TOKEN.findall(v)) == toned for v in self.groups[g][1])}
                 if gids:
                     matched.append(" ".join(words[i : i + n]))
                     for gid in sorted(gids):

@@ -16,3 +16,15 @@ def test_only_english_inflections_are_stripped():
     assert lex.expand("hosted").vietnamese == ("tổ chức",)
     # No Vietnamese syllable ends in -s, -ed or -ing; other words are left as they are.
     assert lex.expand("costa hostel").leftover == ("costa", "hostel")
+
+
+def test_a_phrase_written_with_tones_matches_only_those_tones():
+    """'Nhân dịp' (on the occasion) is not 'nhận' (receive); 'tích cực' (actively) holds no 'Cục'
+    (department); without tones both still match, and tone placement does not matter ('hoà' = 'hòa')."""
+    lexicon = Lexicon([("receive", "nhận"), ("department", "Cục"), ("peace", "hòa bình")])
+    assert lexicon.expand("Nhân dịp đó ứng dụng nào được ra mắt?").matched == ()
+    assert lexicon.expand("thảo luận tích cực").matched == ()
+    assert lexicon.expand("nhan dip do").matched == ("nhan",)
+    assert lexicon.expand("Bộ đã nhận thư").matched == ("nhận",)
+    assert lexicon.expand("Cục Sở hữu trí tuệ").matched == ("Cục",)
+    assert lexicon.expand("vì hoà bình").matched == ("hoà bình",)
