@@ -328,7 +328,9 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         anchor = has_digit or acronym or capital
         weight = W_ANCHOR if anchor else (UNKNOWN_ENGLISH_WEIGHT if english else reference_weight(form))
         scope = "year" if len(form) == 1 and _YEAR.fullmatch(form[0]) else ""
-        toned = word.lower() if word != strip_diacritics(word) and _is_function_phrase(form) else ""
+        # A one-syllable word typed with tones is matched as written too: 'dân' (people) is not the 'đàn' of
+        # 'Diễn đàn' (forum), 'tải' (download) is not 'tại' (at).
+        toned = word.lower() if word != strip_diacritics(word) and (_is_function_phrase(form) or len(form) == 1) else ""
         terms.append(KeyTerm(word, (form,), weight, anchor, scope,
                              required=not english and not anchor and _is_rare_word({form}), toned=toned))
     return _merge_expansions(question, terms)
@@ -626,7 +628,7 @@ _ANSWER_TYPES = (
     ("person", re.compile(r"\b(who|whom|whose|ten la gi|ten gi|ten cua)\b")),
 )
 _TITLE = re.compile(
-    r"\b(Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
+    r"\b(Phó Thủ tướng|Phó Chủ tịch|Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
     r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|nhà khoa học|nhà nghiên cứu|chuyên gia|giáo sư|ông|bà|GS|PGS|TS|Minister|"
     r"Ambassador|Mr|Ms|Dr)\b"
 )
@@ -794,7 +796,10 @@ def _figure_with_unit(sentence: str, question: str, units: frozenset[str]) -> bo
 
 
 def has_answer_type(kind: str, sentence: str, question: str) -> bool:
-    """Whether a sentence contains something of the expected type that the question itself does not."""
+    """Whether a sentence contains something of the expected type that the question itself does not
+    (for 'who is <name>?', the named person's title)."""
+    if kind == "person" and identity_subject(question):
+        return bool(role_of(sentence, identity_subject(question)))
     return not kind or bool(_typed_spans(kind, sentence, question))
 
 
@@ -804,10 +809,45 @@ _UNIT = re.compile(
 _QUALIFIER = re.compile(r"(khoảng|hơn|gần|trên|dưới|tới|đến|more than|about|over|nearly)\s+$", re.IGNORECASE)
 
 
+_IDENTITY = re.compile(r"^\s*(?:who\s+(?:is|was)\s+(.+?)|(.+?)\s+la\s+ai)\s*\??\s*$", re.IGNORECASE)
+
+
+def identity_subject(question: str) -> str:
+    """The person a 'Hiroshi Komiyama là ai?' / 'Who is Hiroshi Komiyama?' question names (tones removed),
+    or '' — such a question asks for that person's role, never for another person's name."""
+    m = _IDENTITY.match(strip_diacritics(question))
+    if not m:
+        return ""
+    subject = (m.group(1) or m.group(2)).strip()
+    words = subject.split()
+    # Two to four words, no title and no common word: 'Đại sứ Việt Nam tại Nhật Bản là ai?' asks for a name,
+    # 'hiroshi komiyama la ai' (typed in lower case) for a role.
+    if (not 2 <= len(words) <= 4 or _TITLE_FOLDED.search(subject) or not all(w.isalpha() for w in words)
+            or any(is_stopword(w.lower()) for w in words)
+            or (subject != subject.lower() and not all(w[:1].isupper() for w in words))):
+        return ""
+    return subject
+
+
+def role_of(sentence: str, subject: str) -> str:
+    """The title written right before `subject` in `sentence` ('Chủ tịch Diễn đàn STS' before 'Hiroshi
+    Komiyama'), or ''."""
+    folded = strip_diacritics(sentence)
+    at = folded.lower().find(subject.lower())
+    if at <= 0 or len(folded) != len(sentence):
+        return ""
+    before = sentence[max(0, at - 80) : at]
+    titles = list(_TITLE.finditer(before))
+    return before[titles[-1].start() :].strip(" ,;:") if titles else ""
+
+
 def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...] = ()) -> str:
     """The span of `sentence` answering a number / date / person / place question ('' when none)."""
     if not kind:
         return ""
+    subject = identity_subject(question) if kind == "person" else ""
+    if subject:
+        return role_of(sentence, subject)
     spans = _typed_spans(kind, sentence, question)
     if not spans:
         return ""
@@ -1189,7 +1229,9 @@ class ExtractiveAnswerer:
                         # shares the topic ('Phiên khai mạc Diễn đàn' beside 'Kyoto') dilutes the citations.
                         key, own = _claim_key(span), {holder.hit.chunk.chunk_id, main.hit.chunk.chunk_id}
                         chosen = [c for c in chosen if c.hit.chunk.chunk_id in own or key in _claim_key(c.sentence)]
-                    rivals = self._rivals(kind, question, terms, cands, holder, span, extra) if span else []
+                    # (A person's roles are not rival answers: 'Đại sứ …' and 'Đại sứ đặc mệnh toàn quyền …'.)
+                    rivals = (self._rivals(kind, question, terms, cands, holder, span, extra)
+                              if span and not identity_subject(question) else [])
                     if rivals:
                         # Every side is shown, never one picked silently: rivals replace the extra quotes.
                         rivals = rivals[: max(1, self.max_sentences - 1)]
@@ -1262,7 +1304,7 @@ class ExtractiveAnswerer:
                 continue
             if {t.surface for t in missing_anchors(anchors, c.sentence)} - lacking:
                 continue  # less specific than the answer it would contradict
-            if kind in ("person", "place") and topic:
+            if kind in ("person", "place") and topic and not identity_subject(question):
                 other = _name_in_role(kind, c.sentence, question, topic)
             else:
                 other = short_answer(kind, c.sentence, question, extra)

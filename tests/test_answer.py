@@ -389,3 +389,29 @@ def test_which_things_did_the_speaker_name_quotes_the_statement(pipeline):
     quotes = [c.quote for c in answer.citations]
     assert any("bán dẫn, AI, lượng tử" in q for q in quotes), quotes
     assert not any(q.startswith("Gặp gỡ và làm việc") for q in quotes), quotes
+
+
+@pytest.mark.parametrize(("question", "lang"), [
+    ("Hiroshi Komiyama là ai?", "vi"),
+    ("hiroshi komiyama la ai", "vi"),
+    ("Who is Hiroshi Komiyama?", "en"),
+])
+def test_who_is_a_named_person_gets_that_persons_role(pipeline, question, lang):
+    """'X là ai?' asks for X's role, never for another name in the sentence ('Thứ trưởng Nguyễn Hoàng Giang
+    tặng quà … Chủ tịch Diễn đàn STS Hiroshi Komiyama')."""
+    answer = pipeline.ask(question)
+    assert not answer.refused, answer.text
+    short = answer.text.splitlines()[1]
+    assert "Chủ tịch Diễn đàn STS" in short and "Nguyễn Hoàng Giang" not in short, answer.text
+
+
+def test_a_deputy_title_is_kept_whole(pipeline):
+    answer = pipeline.ask("emb ai do ai ra mat")
+    assert not answer.refused and "Phó Thủ tướng Nguyễn Chí Dũng" in answer.text.splitlines()[1], answer.text
+
+
+def test_a_one_syllable_word_typed_with_tones_keeps_them(scaled):
+    """'dân' (people) is not the 'đàn' of 'Diễn đàn': a passage about the forum in Osaka does not give
+    Osaka's population, so the figure '57 cơ quan' is not an answer."""
+    answer = scaled.ask("Osaka có bao nhiêu dân?")
+    assert "57" not in answer.text, answer.text
