@@ -907,10 +907,18 @@ def question_parts(question: str) -> list[str]:
 
 
 def _is_definition(sentence: str, term: str) -> bool:
+    """Whether `sentence` defines `term`: 'X là …' / 'X is …', or the expansion of an acronym written
+    '<full name> (X)' ('Mạng lưới đổi mới sáng tạo Việt Nam tại Nhật Bản (VJOIN)')."""
     toks = " ".join(_syllables(sentence))
     t = " ".join(_syllables(term))
-    return bool(t) and bool(re.search(rf"\b{re.escape(t)}\b(?:\s+\w+){{0,6}}?\s+(la|is|are|was|viet tat|stands)\b",
-                                      toks))
+    if not t:
+        return False
+    if re.search(rf"\b{re.escape(t)}\b(?:\s+\w+){{0,6}}?\s+(la|is|are|was|viet tat|stands)\b", toks):
+        return True
+    # An acronym's expansion: three or more words, the first capitalised, right before '(X)'.
+    return bool(re.fullmatch(r"[A-Za-z0-9&-]{2,}", term.strip()) and re.search(
+        rf"(?:^|[\s,;:])[A-ZĐÀ-Ỹ][\w&-]*(?:\s+[\w&-]+){{2,}}\s*\(\s*{re.escape(term.strip())}\s*\)",
+        strip_diacritics(sentence), re.IGNORECASE))
 
 
 def _name_in_role(kind: str, sentence: str, question: str, topic: list[KeyTerm]) -> str:

@@ -415,3 +415,11 @@ def test_a_one_syllable_word_typed_with_tones_keeps_them(scaled):
     Osaka's population, so the figure '57 cơ quan' is not an answer."""
     answer = scaled.ask("Osaka có bao nhiêu dân?")
     assert "57" not in answer.text, answer.text
+
+
+@pytest.mark.parametrize("question", ["What is VJOIN?", "vjoin la gi"])
+def test_an_acronym_is_defined_by_its_expansion(pipeline, question):
+    """'<full name> (VJOIN)' defines VJOIN; a sentence that merely mentions 'Mạng lưới VJOIN' does not."""
+    answer = pipeline.ask(question)
+    assert not answer.refused, answer.text
+    assert "Mạng lưới đổi mới sáng tạo Việt Nam tại Nhật Bản (VJOIN)" in answer.citations[0].quote, answer.text
