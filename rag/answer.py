@@ -379,6 +379,9 @@ _FRAME = frozenset({
     ("noi",), ("noi", "dung"), ("muon",), ("tim",), ("nho",), ("as",), ("its",), ("their",), ("there",),
     ("this",), ("that",), ("these",), ("those",), ("thi",), ("the", "nao"), ("nhu", "the", "nao"), ("nhu",),
     ("dieu",), ("viec",), ("hien", "nay"), ("currently",), ("according",), ("theo",),
+    # 'Nhân dịp đó …' (on that occasion) points back at the conversation; 'nhân dịp gì' is answered by what
+    # the occasion was ('dự Hội nghị cấp cao …'), not by the words 'nhân dịp'.
+    ("nhan", "dip"), ("dip",),
 })
 
 

@@ -423,3 +423,13 @@ def test_an_acronym_is_defined_by_its_expansion(pipeline, question):
     answer = pipeline.ask(question)
     assert not answer.refused, answer.text
     assert "Mạng lưới đổi mới sáng tạo Việt Nam tại Nhật Bản (VJOIN)" in answer.citations[0].quote, answer.text
+
+
+def test_on_that_occasion_is_a_frame_not_a_topic(pipeline):
+    """'Nhân dịp đó …' points back at the conversation: 'nhân dịp' is not a word the quote must hold, or
+    any sentence mentioning an occasion would look on topic."""
+    from rag.answer import key_terms
+
+    terms = key_terms("Nhân dịp đó ứng dụng nào được ra mắt?", pipeline.lexicon, pipeline.index)
+    assert not any(f[:1] in (("nhan",), ("dip",)) for t in terms for f in t.forms), [t.surface for t in terms]
+    assert {"ứng dụng", "ra mắt"} <= {t.surface for t in terms}
