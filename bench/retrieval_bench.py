@@ -359,6 +359,11 @@ class TimedEmbedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self.inner.embed_queries(texts)
 
+    def release_bulk(self) -> bool:
+        """Index.sync's end-of-embedding hook, passed on (the wrapped embedder may hold a bulk model)."""
+        release = getattr(self.inner, "release_bulk", None)
+        return bool(release()) if callable(release) else False
+
 
 # ---------------------------------------------------------------- building
 
@@ -374,6 +379,7 @@ class PhaseClock:
         self.start: float | None = None
         self.end: float | None = None
         self.at_end: dict[str, float] = {}
+        self.peak_rss_mb_at_end: float | None = None  # VmHWM when the embed loop ended (embedding's peak)
 
     def __call__(self, items: Iterable[Any], total: int, label: str) -> Iterable[Any]:
         def run() -> Iterator[Any]:
@@ -382,6 +388,7 @@ class PhaseClock:
             yield from items
             self.end = time.perf_counter()
             self.at_end = dict(self.counters)
+            self.peak_rss_mb_at_end = _peak_rss_mb()
 
         return run()
 
@@ -463,6 +470,8 @@ def timed_sync(settings: Any, paths: list[Path], embedder: Any) -> dict[str, Any
         "rag_code": rag_fingerprint(),
         # ru_maxrss of this process, which did nothing heavier before the build: the ingest's peak.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # The peak up to the end of the embed + Chroma loop (the rest is pyvi, entities, BM25, writing).
+        "peak_rss_mb_embed_loop": clock.peak_rss_mb_at_end,
     }
 
 
@@ -604,7 +613,9 @@ class GaussHashEmbedder(HashEmbedder):
 
 
 @contextlib.contextmanager
-def covariance_matched_chunks(real_vectors: np.ndarray) -> Iterator[None]:
+def covariance_matched_chunks(
+    real_vectors: np.ndarray, sample: tuple[Any, int] | None = None, sample_stats: dict[str, Any] | None = None
+) -> Iterator[None]:
     """While building, each chunk's vector is drawn (seeded by a hash of its text) from a Gaussian with the
     mean and covariance of `real_vectors` (real chunk vectors of the bundled model), then normalised.
 
@@ -612,6 +623,11 @@ def covariance_matched_chunks(real_vectors: np.ndarray) -> Iterator[None]:
     embedding, whose variance sits in a few directions. That spectrum decides how an approximate or
     reduced search ranks (HNSW, the dense shortlist); with it, those numbers mean something. Sentence
     vectors (the extractive answerer's) stay hash vectors.
+
+    `sample` = (real embedder, n): the first n chunks (whole batches) are embedded for real by that
+    embedder, as ingest does (chunk and sentence vectors real), so whatever it loads - the bulk bfloat16
+    torch model - is in the build process from the start of the embed loop to its end, as in a real
+    ingest; `sample_stats` receives the chunks and seconds that took.
     """
     from rag.index import Index
 
@@ -620,7 +636,17 @@ def covariance_matched_chunks(real_vectors: np.ndarray) -> Iterator[None]:
     factor = (axes * np.sqrt(np.clip(values, 0, None))).astype(np.float32)  # cov = factor @ factor.T
     original = Index._embed_batch
 
+    sampled = {"chunks": 0, "seconds": 0.0}
+
     def patched(self: Any, batch: list[Any], embedder: Any) -> np.ndarray:
+        if sample is not None and sampled["chunks"] < sample[1]:
+            t = time.perf_counter()
+            vectors = original(self, batch, sample[0])
+            sampled["seconds"] += time.perf_counter() - t
+            sampled["chunks"] += len(batch)
+            if sample_stats is not None:
+                sample_stats.update(chunks=sampled["chunks"], seconds=round(sampled["seconds"], 1))
+            return vectors
         original(self, batch, embedder)  # the sentence store and the work of a real batch
         z = np.stack([
             np.random.default_rng(int.from_bytes(hashlib.blake2b(c.text.encode("utf-8"), digest_size=8).digest(), "big"))
@@ -636,10 +662,38 @@ def covariance_matched_chunks(real_vectors: np.ndarray) -> Iterator[None]:
         Index._embed_batch = original  # type: ignore[method-assign]
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (VmRSS), MB."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _recording_release(embedder: Any, stats: dict[str, Any]) -> Callable[[], bool]:
+    """`embedder.release_bulk` (when it has one), noting the RSS just before and after it in `stats`."""
+
+    def release() -> bool:
+        before = _rss_mb()
+        method = getattr(embedder, "release_bulk", None)
+        released = bool(method()) if callable(method) else False
+        stats.update(rss_mb_before_release=before, rss_mb_after_release=_rss_mb(), released=released)
+        return released
+
+    return release
+
+
 def build_synthetic(
-    home: Path, chunks: int, viwiki: Path, rebuild: bool, real_vectors: np.ndarray | None = None
+    home: Path,
+    chunks: int,
+    viwiki: Path,
+    rebuild: bool,
+    real_vectors: np.ndarray | None = None,
+    bulk_sample: tuple[Any, int] | None = None,
 ) -> dict[str, Any]:
-    """The synthetic index: hash chunk vectors, or with `real_vectors` covariance-matched ones."""
+    """The synthetic index: hash chunk vectors, or with `real_vectors` covariance-matched ones (and with
+    `bulk_sample` = (embedder, n), the first n chunks embedded for real by that embedder)."""
     settings = make_settings(home)
     cache = home / "bench_build.json"
     kind = "hash" if real_vectors is None else "covariance-matched"
@@ -661,11 +715,17 @@ def build_synthetic(
             written["estimated_chunks"],
             prep,
         )
+        sample_stats: dict[str, Any] = {}
         if real_vectors is None:
             info = timed_sync(settings, [docs_dir], HashEmbedder())
         else:
-            with covariance_matched_chunks(real_vectors):
-                info = timed_sync(settings, [docs_dir], GaussHashEmbedder())
+            with covariance_matched_chunks(real_vectors, bulk_sample, sample_stats):
+                build_embedder = GaussHashEmbedder()
+                if bulk_sample is not None:  # Index.sync's end-of-embedding hook reaches the sample's model
+                    build_embedder.release_bulk = _recording_release(  # type: ignore[attr-defined]
+                        bulk_sample[0], sample_stats
+                    )
+                info = timed_sync(settings, [docs_dir], build_embedder)
     info.update(
         target_chunks=chunks,
         corpus_prep_s=round(prep, 2),
@@ -677,6 +737,14 @@ def build_synthetic(
             "(bench-gauss-384); query embedding real"
         ),
     )
+    if bulk_sample is not None:
+        bulk_state = bulk_sample[0].__dict__.get("_bulk_state", {})
+        info["bulk_bf16_sample"] = {
+            **sample_stats,
+            "runtime": f"{bulk_sample[0].runtime} + {bulk_sample[0].bulk_runtime or 'no bulk path'}",
+            "bulk_model_loaded": bool(bulk_state) and not bulk_state.get("failed", False),
+            "note": "these chunks embedded for real (bulk bfloat16 on) in the build process; the rest synthetic",
+        }
     cache.write_text(json.dumps(info, indent=1), encoding="utf-8")
     info["cached"] = False
     return info
@@ -1268,12 +1336,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--real-chunks", type=int, default=4000, help="real chunks embedded for the covariance")
     parser.add_argument(
+        "--bulk-bf16-sample",
+        type=int,
+        default=0,
+        metavar="N",
+        help="synthetic build only: embed its first N chunks (~8 per article) for real with "
+        "RAG_EMBEDDING_BULK_BF16=on, the bfloat16 torch path `rag ingest` takes on AMX/AVX512-BF16 CPUs, "
+        "so the build's peak RSS includes that path's memory (the bulk model is loaded from the first "
+        "batch to the end of the embed loop, as in a real ingest); the rest get synthetic vectors. Index "
+        "under --home/synthetic-<chunks>-bf16-<N>. Slow where bfloat16 is emulated (no AMX/AVX512-BF16); "
+        "run once without it first so the --real-chunks vectors are cached and not embedded in the same "
+        "process. 0 (default) = off",
+    )
+    parser.add_argument(
         "--blas-threads",
         type=int,
         default=1,
         help="numpy BLAS threads while measuring, as RAG_BLAS_THREADS in the app (default 1; 0 = library default)",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="JSON results (default bench/results.json; with --build-only, written only when given)",
+    )
     parser.add_argument("--serve-rss", type=Path, default=None, help=argparse.SUPPRESS)  # the child of serve_memory
     args = parser.parse_args(argv)
     if args.serve_rss is not None:
@@ -1289,7 +1373,10 @@ def main(argv: list[str] | None = None) -> int:
     from rag.embed import load_embedder
 
     args.home.mkdir(parents=True, exist_ok=True)
-    real = load_embedder(make_settings(args.home)).embedder
+    real_settings = make_settings(args.home)
+    if args.bulk_bf16_sample:  # the query model and the bulk path in one embedder, as `rag ingest` loads them
+        real_settings = real_settings.model_copy(update={"embedding_bulk_bf16": "on"})
+    real = load_embedder(real_settings).embedder
     try:
         from rag.lexicon import default_lexicon
 
@@ -1317,17 +1404,33 @@ def main(argv: list[str] | None = None) -> int:
         home = args.home / "seed"
         builds["seed"] = (home, build_seed(home, real, args.rebuild))
     if args.corpus in ("synthetic", "all"):
-        home = args.home / f"synthetic-{args.chunks}"
+        home = args.home / (
+            f"synthetic-{args.chunks}" + (f"-bf16-{args.bulk_bf16_sample}" if args.bulk_bf16_sample else "")
+        )
         label = f"synthetic-{args.chunks // 1000}k" if args.chunks >= 1000 else f"synthetic-{args.chunks}"
         real_vectors = None
         if args.vectors == "covariance":
             from dense_shortlist import real_vectors as embed_real_chunks
 
             real_vectors = embed_real_chunks(args.home / "real-vectors", args.real_chunks)[0]
-        builds[label] = (home, build_synthetic(home, args.chunks, args.viwiki, args.rebuild, real_vectors))
+        bulk_sample = (real, args.bulk_bf16_sample) if args.bulk_bf16_sample and real_vectors is not None else None
+        if args.bulk_bf16_sample and bulk_sample is None:
+            raise SystemExit("--bulk-bf16-sample needs --vectors covariance")
+        builds[label] = (
+            home, build_synthetic(home, args.chunks, args.viwiki, args.rebuild, real_vectors, bulk_sample)
+        )
     if args.build_only:
-        print(json.dumps({k: b for k, (_, b) in builds.items()}, indent=1, ensure_ascii=False))
+        built = {k: b for k, (_, b) in builds.items()}
+        print(json.dumps(built, indent=1, ensure_ascii=False))
+        if args.out is not None:
+            record = {k: results[k] for k in ("command", "environment", "real_model", "real_model_runtime")}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(
+                json.dumps({**record, "builds": built}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
         return 0
+    if args.out is None:
+        args.out = REPO / "bench" / "results.json"
 
     # The app limits BLAS at its edge (RAG_BLAS_THREADS, default 1); measure the same way.
     from rag.config import apply_thread_limits

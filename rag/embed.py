@@ -33,6 +33,7 @@ import numpy as np
 
 from rag.config import BUNDLED_MODEL, Settings
 from rag.errors import EmbeddingUnavailable
+from rag.memory import trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,22 @@ class _WindowedEmbedder:
                     log.warning("Bulk bfloat16 embedding unavailable (%s: %s); using %s float32.",
                                 type(exc).__name__, exc, self.runtime)
             return state["encode"]
+
+    def release_bulk(self) -> bool:
+        """Drop the loaded bulk encoder (a second copy of the model, in torch) and return its memory to the
+        OS; a later large batch loads it again. True when one was loaded. Index.sync calls this when its
+        embedding loop ends: the keyword-index build that follows is an ingest's other memory peak, and at
+        100k chunks the two together exceeded 3 GiB."""
+        state = self.__dict__.get("_bulk_state")
+        if state is None:
+            return False
+        with state["lock"]:
+            encode, state["encode"] = state["encode"], None
+        if encode is None:
+            return False
+        del encode
+        trim_heap()
+        return True
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """Query vectors, remembered for the last few hundred texts: retrieval and the extractive

@@ -319,7 +319,15 @@ class BM25Field:
         if not ids:
             return cls(None, [])
         retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
+        if retriever.method == "lucene" and retriever.idf_method in (None, "lucene") and retriever.delta == 0.5:
+            # bm25s's own build holds a list of token ids per document and three full-length arrays it
+            # sorts as int64 keys: +1 GB at 100k chunks, the largest step of such an ingest.
+            scores, vocab = _bm25_lucene_matrix(tokens, retriever.k1, retriever.b)
+            retriever.scores, retriever.vocab_dict = scores, vocab
+            retriever.unique_token_ids_set = set(vocab.values())
+            retriever.nonoccurrence_array = None
+        else:  # pragma: no cover - a bm25s whose defaults changed: its own build
+            retriever.index(tokens, show_progress=False)
         return cls(retriever, ids)
 
     def save(self, directory: Path) -> None:
@@ -727,6 +735,11 @@ class Index:
         docs_now = {k: v for k, v in known.items() if k not in gone}
         docs_now.update(new_docs)
         self._sweep(chunks_now, embedder, progress)
+        # Embedding is over: the bulk model (torch, ~1 GiB with its allocator) must not sit beside the
+        # keyword-index build, the other memory peak of a large ingest.
+        release = getattr(embedder, "release_bulk", None)
+        if callable(release):
+            release()
         self._write(chunks_now, docs_now, embedder)
         report.total_chunks = len(self.chunks)
         return report
@@ -1044,6 +1057,59 @@ def _blocked_dot(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         for j, vector in enumerate(vectors):
             np.dot(block, vector, out=out[j, start : start + len(block)])
     return out
+
+
+_SCORE_BLOCK = 1 << 20  # score pairs computed per numpy step (bounds the float64 temporaries)
+
+
+def _bm25_lucene_matrix(tokens: list[list[str]], k1: float, b: float) -> tuple[dict[str, Any], dict[str, int]]:
+    """bm25s's score matrix (method and idf "lucene") and vocabulary for `tokens`, built with numpy.
+
+    The same CSC arrays `bm25s.BM25().index(tokens)` stores (data float32 in float64 arithmetic, as
+    bm25s computes it; row indices int32; indptr int64), up to the order of the vocabulary, which in
+    bm25s follows a set's iteration order. Memory: one (token, count) pair per distinct token of a
+    document (int32 + float32 + int32 row) and one argsort, about half of what bm25s's build holds.
+    """
+    vocab: dict[str, int] = {}
+    n_docs = len(tokens)
+    per_doc_cols: list[np.ndarray] = []
+    per_doc_tf: list[np.ndarray] = []
+    lengths = np.empty(n_docs, dtype=np.int64)
+    for d, row in enumerate(tokens):
+        lengths[d] = len(row)
+        ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in row), dtype=np.int32, count=len(row))
+        cols_d, tf_d = np.unique(ids, return_counts=True)
+        per_doc_cols.append(cols_d)
+        per_doc_tf.append(tf_d.astype(np.float32))
+    n_vocab = len(vocab)
+    pairs_per_doc = np.fromiter((len(c) for c in per_doc_cols), dtype=np.int64, count=n_docs)
+    cols = np.concatenate(per_doc_cols) if per_doc_cols else np.zeros(0, np.int32)
+    del per_doc_cols
+    tf = np.concatenate(per_doc_tf) if per_doc_tf else np.zeros(0, np.float32)
+    del per_doc_tf
+    rows = np.repeat(np.arange(n_docs, dtype=np.int32), pairs_per_doc)
+    df = np.bincount(cols, minlength=n_vocab)
+    idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)  # bm25s keeps idf in float32
+    # Per document, the length normalisation k1 * (1 - b + b * |d| / avg|d|), in float64 like bm25s.
+    norm = k1 * ((1 - b) + b * lengths / lengths.mean()) if n_docs else np.zeros(0)
+    data = np.empty(len(cols), dtype=np.float32)
+    for start in range(0, len(cols), _SCORE_BLOCK):
+        end = start + _SCORE_BLOCK
+        tf_b = tf[start:end]
+        data[start:end] = idf[cols[start:end]] * (tf_b / (norm[rows[start:end]] + tf_b))
+    del tf
+    # CSC: column (token) major, rows ascending within a column; pairs are already in row order, so a
+    # stable sort by column gives exactly that.
+    order = np.argsort(cols, kind="stable")
+    del cols
+    data = data[order]
+    indices = rows[order]
+    del order, rows
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])  # a column holds one entry per document containing the token
+    if "" not in vocab:  # bm25s's create_empty_token: "" gets the next id (no column)
+        vocab[""] = n_vocab
+    return {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}, vocab
 
 
 def _plain_tokens(tokens: list[list[str]]) -> list[list[str]]:

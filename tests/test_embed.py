@@ -176,3 +176,39 @@ def test_an_uncached_model_falls_back_without_importing_torch(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert out.stdout.split() == ["True", "onnx", "False"], out.stdout + out.stderr[-2000:]
+
+
+def test_release_bulk_frees_the_torch_model_and_a_later_batch_reloads_it(tmp_path, reference, monkeypatch):
+    # An ingest's embedding loop ends before its keyword-index build, the other memory peak: the bulk
+    # model (a second copy of the weights, in torch) must be gone by then, not kept for the process's life.
+    import gc
+    import weakref
+
+    import rag.embed as embed_module
+
+    # A dozen texts take the bulk path here: bfloat16 is emulated (slow) on CPUs without AMX/AVX512-BF16.
+    monkeypatch.setattr(embed_module, "BULK_MIN_TEXTS", 8)
+    made = make_embedder(BUNDLED_MODEL, make_settings(tmp_path, embedding_bulk_bf16="on"))
+    texts = _corpus_texts()[:10] + ENGLISH
+    first = made.embed_documents(texts)
+    model = weakref.ref(made.__dict__["_bulk_state"]["encode"].__self__._model)
+    assert model() is not None
+    assert made.release_bulk() is True
+    gc.collect()
+    assert model() is None, "the bulk torch model is still referenced after release_bulk()"
+    assert made.release_bulk() is False  # nothing loaded any more
+    again = made.embed_documents(texts)  # loads it again
+    assert made.__dict__["_bulk_state"]["encode"] is not None
+    assert np.sum(again * first, axis=1).min() >= 0.9999
+    assert np.sum(again * reference.embed_documents(texts), axis=1).min() >= 0.999
+
+
+def test_trim_heap_returns_memory_on_glibc():
+    from rag.memory import trim_heap
+
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+    assert trim_heap() in (True, False)
+    if libc:  # glibc: malloc_trim is called (it reports whether it released anything, so only the type)
+        from rag.memory import _malloc_trim
+
+        assert _malloc_trim() is not None

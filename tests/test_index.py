@@ -247,3 +247,70 @@ def test_streamed_ingest_dedupes_copies_across_batches_and_leaves_no_temporary_f
     one_batch.sync([corpus_copy], embedder)
     assert list(one_batch.chunks) == list(reopened.chunks)
     assert np.allclose(one_batch.vectors, reopened.vectors, atol=1e-5)
+
+
+def test_sync_releases_the_bulk_model_after_the_last_embedding(tmp_path, corpus_copy, embedder):
+    """The bulk (bfloat16 torch) model must not sit beside the keyword-index build that follows embedding."""
+    calls: list[str] = []
+
+    class Recording:
+        name, dim = embedder.name, embedder.dim
+
+        def embed_documents(self, texts):
+            calls.append("embed")
+            return embedder.embed_documents(texts)
+
+        def embed_queries(self, texts):
+            return embedder.embed_queries(texts)
+
+        def release_bulk(self):
+            calls.append("release")
+            return False
+
+    import rag.index as index_module
+
+    built: list[int] = []
+    original = index_module.BM25Field.build.__func__
+
+    def build(cls, ids, tokens):
+        built.append(calls.count("release"))  # releases seen when each BM25 field is built
+        return original(cls, ids, tokens)
+
+    index_module.BM25Field.build = classmethod(build)
+    try:
+        Index.open(make_settings(tmp_path / "home"), must_exist=False).sync([corpus_copy], Recording())
+    finally:
+        index_module.BM25Field.build = classmethod(original)
+    assert calls.count("release") == 1 and calls[-1] == "release" and "embed" in calls
+    assert built == [1, 1]
+
+
+def test_bm25_matrix_is_bm25s_own_build(seed_home):
+    """The numpy build of a BM25 field gives bm25s's matrix, column for column, bit for bit."""
+    import bm25s
+
+    from rag.index import _bm25_lucene_matrix
+
+    index = Index.open(make_settings(seed_home))
+    lines = [json.loads(x) for x in (seed_home / "tokens.jsonl").read_text(encoding="utf-8").splitlines()]
+    tokens = [row["tokens"].split() for row in lines] + [[]]  # an empty document too
+    theirs = bm25s.BM25()
+    theirs.index(tokens, show_progress=False)
+    scores, vocab = _bm25_lucene_matrix(tokens, theirs.k1, theirs.b)
+    assert set(vocab) == set(theirs.vocab_dict) and scores["num_docs"] == len(tokens)
+    for name in ("data", "indices", "indptr"):
+        assert scores[name].dtype == theirs.scores[name].dtype, name
+    ours, their = scores, theirs.scores
+    for token, col in vocab.items():
+        if token == "":
+            continue
+        c = theirs.vocab_dict[token]
+        a, b = slice(ours["indptr"][col], ours["indptr"][col + 1]), slice(their["indptr"][c], their["indptr"][c + 1])
+        assert np.array_equal(ours["indices"][a], their["indices"][b]), token
+        assert np.array_equal(ours["data"][a], their["data"][b]), token
+    # And the index's own field (built this way at ingest) scores queries exactly as bm25s would.
+    assert [row["chunk_id"] for row in lines] == index.accented.ids
+    exact = bm25s.BM25()
+    exact.index(tokens[:-1], show_progress=False)
+    for query in (tokens[0][:5], tokens[len(tokens) // 2][3:9], ["nhật_bản", "việt_nam", "không-có-từ-này"]):
+        assert np.array_equal(index.accented.retriever.get_scores(query), exact.get_scores(query)), query
