@@ -93,6 +93,11 @@ class CountingEmbedder:
     def embed_queries(self, texts: list[str]) -> Any:
         return self.inner.embed_queries(texts)
 
+    def release_bulk(self) -> bool:
+        """Index.sync's end-of-embedding hook, passed on: the bulk model is released as in `rag ingest`."""
+        release = getattr(self.inner, "release_bulk", None)
+        return bool(release()) if callable(release) else False
+
 
 def run_ours(docs: Path, home: Path, runtime: str, cache_dir: Path | None, bulk: str = "auto") -> dict[str, Any]:
     from rag.config import BUNDLED_MODEL, Settings
@@ -111,7 +116,8 @@ def run_ours(docs: Path, home: Path, runtime: str, cache_dir: Path | None, bulk:
     report = Index.open(settings, must_exist=False).sync([docs], embedder)
     seconds = time.perf_counter() - t
     inner = embedder.inner
-    precision = "bf16 bulk" if inner.bulk_runtime and inner.__dict__.get("_bulk_state", {}).get("encode") else "fp32"
+    bulk = inner.__dict__.get("_bulk_state")  # made by the first bulk batch (its model is released at the end)
+    precision = "bf16 bulk" if inner.bulk_runtime and bulk and not bulk["failed"] else "fp32"
     return {
         "pipeline": f"ours ({inner.runtime}, {precision})",
         "docs": len(report.added) + len(report.updated),
