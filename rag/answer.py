@@ -44,7 +44,7 @@ from rag.text import (
     split_sentences,
 )
 from rag.text import strip_diacritics as _strip_diacritics
-from rag.types import Answer, Citation, Hit, Lang
+from rag.types import Answer, Chunk, Citation, Hit, Lang
 
 # Speed only, same output: the same words and phrases are folded again and again per question.
 strip_diacritics = lru_cache(maxsize=8192)(_strip_diacritics)
@@ -481,11 +481,16 @@ def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
     return False
 
 
+def _capitalised_words(text: str) -> set[str]:
+    """The words `text` writes with a capital, folded ('Pháp' -> 'phap'): where a one-word name counts."""
+    return {strip_diacritics(w).lower() for w in _SYLLABLE.findall(text) if w[:1].isupper()}
+
+
 def _missing_phrases(terms: list[KeyTerm], text: str) -> list[KeyTerm]:
     """The terms none of whose forms occurs in `text` as a phrase; a one-word name of an anchor only where
     the text writes it with a capital ('Pháp' = France, not 'pháp luật'; 'Đạt', not 'đạt được')."""
     hay = _syllables(text)
-    capitalised = {strip_diacritics(w).lower() for w in _SYLLABLE.findall(text) if w[:1].isupper()}
+    capitalised = _capitalised_words(text)
     return [t for t in terms if not any(
         _contains(hay, f) if len(f) > 1 or not t.anchor else f[0] in capitalised for f in t.forms)]
 
@@ -526,7 +531,7 @@ def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     hay_set = set(hay)
     # A one-word name counts only where the passage writes it with a capital: 'Pháp' is France, the
     # 'pháp' of 'giải pháp' (solution) is not.
-    capitalised = {strip_diacritics(w).lower() for w in _SYLLABLE.findall(passage) if w[:1].isupper()}
+    capitalised = _capitalised_words(passage)
     # A multi-word name may be split in the passage ('Chính phủ … Việt Nam'): its head word must be there
     # as written and all its distinctive syllables somewhere ('cộng', 'hòa', 'pháp luật' is not France).
     # (Not a name made with Vietnam / Japan: 'của Nhật Bản' scattered is 'của', 'nhất' and 'bản' anywhere.)
@@ -801,8 +806,9 @@ def _figure_with_unit(sentence: str, question: str, units: frozenset[str]) -> bo
 def has_answer_type(kind: str, sentence: str, question: str) -> bool:
     """Whether a sentence contains something of the expected type that the question itself does not
     (for 'who is <name>?', the named person's title)."""
-    if kind == "person" and identity_subject(question):
-        return bool(role_of(sentence, identity_subject(question)))
+    subject = identity_subject(question) if kind == "person" else ""
+    if subject:
+        return bool(role_of(sentence, subject))
     return not kind or bool(_typed_spans(kind, sentence, question))
 
 
@@ -815,6 +821,7 @@ _QUALIFIER = re.compile(r"(khoảng|hơn|gần|trên|dưới|tới|đến|more t
 _IDENTITY = re.compile(r"^\s*(?:who\s+(?:is|was)\s+(.+?)|(.+?)\s+la\s+ai)\s*\??\s*$", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1024)  # asked once per candidate sentence of the same question
 def identity_subject(question: str) -> str:
     """The person a 'Hiroshi Komiyama là ai?' / 'Who is Hiroshi Komiyama?' question names (tones removed),
     or '' — such a question asks for that person's role, never for another person's name."""
@@ -1045,6 +1052,11 @@ def _subsequence_rows(full: list[str], part: list[str]) -> list[int] | None:
     return rows if len(rows) == len(part) else None
 
 
+def _passage(chunk: Chunk) -> str:
+    """A chunk's text with its document's title and date: context every sentence of it shares."""
+    return f"{chunk.title}\n{chunk.date}\n{chunk.text}"
+
+
 def _drop_redundant(terms: list[KeyTerm], chosen: list[_Candidate]) -> list[_Candidate]:
     """`chosen` without a quote whose question words another quote of the same document all holds too.
 
@@ -1053,7 +1065,7 @@ def _drop_redundant(terms: list[KeyTerm], chosen: list[_Candidate]) -> list[_Can
     ('Thứ trưởng mong muốn Đại sứ quán … hỗ trợ kết nối …') holds every word the introduction matches and
     more, so the introduction only adds a citation that does not answer."""
     def held(c: _Candidate) -> frozenset[int]:
-        passage = f"{c.hit.chunk.title}\n{c.hit.chunk.date}\n{c.hit.chunk.text}"
+        passage = _passage(c.hit.chunk)
         return frozenset(i for i, t in enumerate(terms) if coverage([t], f"{c.sentence} {c.said}", passage) > 0)
 
     sets = [held(c) for c in chosen]
@@ -1151,7 +1163,7 @@ class ExtractiveAnswerer:
             if not sentences:
                 continue
             # The document's title and date are context every sentence of it shares ('2023' from its date).
-            passage = f"{hit.chunk.title}\n{hit.chunk.date}\n{text}"
+            passage = _passage(hit.chunk)
             document = f"{hit.chunk.title}\n{hit.chunk.date}\n{doc_text[hit.chunk.doc_id]}"
             # The main quote's own passage must hold the anchors and rare words; a further quote from the
             # same document may lean on the document's other retrieved passages.
@@ -1263,7 +1275,7 @@ class ExtractiveAnswerer:
         topic = [t for t in terms if not t.anchor]
         units = _units(terms) if kind == "number" else frozenset()
         chosen = [main]
-        passage = f"{main.hit.chunk.title}\n{main.hit.chunk.date}\n{main.hit.chunk.text}"  # as in _candidates
+        passage = _passage(main.hit.chunk)
         covered = f"{main.sentence} {main.said}".strip()
         for cand in cands:
             if len(chosen) >= self.max_sentences:

@@ -62,6 +62,8 @@ class Lexicon:
             self.groups[gid][0].add(en)
             self.groups[gid][1].add(vi)
         self._index: dict[tuple[str, ...], set[int]] = {}
+        # Each group's Vietnamese forms as tone keys, computed once: `expand` checks them on every query.
+        self._tone_keys = [frozenset(_tone_key(_TOKEN.findall(v)) for v in vis) for _ens, vis in self.groups]
         for gid, (ens, vis) in enumerate(self.groups):
             for form in ens | vis:
                 key = _key_tokens(form)
@@ -90,7 +92,7 @@ class Lexicon:
                     # Written with tones, a phrase must match an entry's tones too: 'Nhân' (as in 'nhân
                     # dịp') is not 'nhận' (receive), 'tích cực' holds no 'Cục' (department).
                     toned = _tone_key(words[i : i + n])
-                    gids = {g for g in gids if any(_tone_key(_TOKEN.findall(v)) == toned for v in self.groups[g][1])}
+                    gids = {g for g in gids if toned in self._tone_keys[g]}
                 if gids:
                     matched.append(" ".join(words[i : i + n]))
                     for gid in sorted(gids):
