@@ -656,6 +656,24 @@ def build_connection_answer(
         def names_asked_place(c: _Candidate) -> bool:
             return any(m.kind == "places_jp" and _fold_key(m) in places_asked for m in c.sentence.mentions)
 
+        def own_place(c: _Candidate) -> bool | None:
+            """Whether the item's own name places it in the asked locality (None: its name names no locality)."""
+            named = {_fold_key(m) for m in _mentions_of(gz.display(c.kind, c.entity, "vi")) if m.kind == "places_jp"}
+            return bool(named & places_asked) if named else None
+
+        def of_asked_place(c: _Candidate) -> bool:
+            # 'Văn phòng đại diện KH&CN tại Tokyo' is not an Osaka contact even where a sentence names
+            # 'Tokyo/Osaka'; a body without a place in its name belongs to the asked locality only through a
+            # sentence about that locality alone.
+            own = own_place(c)
+            if own is not None:
+                return own
+            places = {_fold_key(m) for m in c.sentence.mentions if m.kind == "places_jp"}
+            return bool(places) and places <= places_asked
+
+        who = [c for c in cands if c.section == "who"]
+        if any(own_place(c) for c in who):
+            cands = [c for c in cands if c.section != "who" or of_asked_place(c)]
         for section in ("who", "what", "next_steps"):
             local = [c for c in cands if c.section == section and names_asked_place(c)]
             if local:

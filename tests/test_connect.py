@@ -325,6 +325,8 @@ def test_a_city_question_lists_that_citys_contacts_and_nothing_unrelated(nearby,
     who = {i.entity for i in answer.who}
     assert {"vn_consulate_osaka", "vn_st_office_osaka"} <= who, who
     assert all("Osaka" in i.quote for i in answer.who), [i.quote for i in answer.who]
+    # The seed sentence naming 'đại diện KH&CN tại Tokyo/Osaka' does not make the Tokyo office an Osaka contact.
+    assert "vn_st_office_tokyo" not in who, who
     assert [i.entity for i in answer.where] == ["osaka"] or {i.text for i in answer.where} == {"Osaka"}, answer.where
     assert not answer.sectors, answer.sectors  # no sector asked
     docs = {c.chunk.doc_id for c in answer.sources}
