@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed import Embedder
+from rag.entities import find_mentions
 from rag.grounding import format_sources, is_refusal, load_prompt, render_prompt, validate_citations
 from rag.guard import scrub_answer
 from rag.index import Index
@@ -525,6 +526,60 @@ def _title_place(title: str) -> frozenset[tuple[str, ...]]:
     return frozenset()
 
 
+# A region asked about is satisfied by a country or city in it: the minister's 2022 trip "to Europe" is
+# written as a visit to France, Paris and Geneva. English lexicon names; their Vietnamese forms come from
+# the lexicon. Not Vietnam: every passage here names it, so it would satisfy "Asia" everywhere.
+_REGION_MEMBERS = {
+    "Europe": ("France", "Paris", "Switzerland", "Geneva", "United Kingdom", "London", "Germany", "Netherlands",
+               "Finland", "Sweden", "Denmark", "Russia"),
+    "Asia": ("Japan", "South Korea", "China", "Taiwan", "India", "Singapore", "Thailand", "Laos",
+             "Cambodia", "Indonesia", "Malaysia", "Philippines", "Israel"),
+    "Southeast Asia": ("Singapore", "Thailand", "Laos", "Cambodia", "Indonesia", "Malaysia",
+                       "Philippines"),
+    "East Asia": ("Japan", "South Korea", "China", "Taiwan"),
+}
+
+
+@lru_cache(maxsize=1)
+def _region_parts() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
+    """Folded region name (either language) -> the folded names of the countries and cities in it."""
+    from rag.gazetteer import load_lexicon
+
+    forms: dict[str, set[tuple[str, ...]]] = {}
+    for row in load_lexicon():
+        if row.kind == "place":
+            forms.setdefault(row.en, set()).update({tuple(_syllables(row.vi)), tuple(_syllables(row.en))})
+    japan = _country_parts()[("japan",)]
+    out: dict[tuple[str, ...], frozenset[tuple[str, ...]]] = {}
+    for region, members in _REGION_MEMBERS.items():
+        parts = {f for m in members for f in forms.get(m, ()) if f}
+        if "Japan" in members:
+            parts |= japan  # Kyoto is in Asia too
+        for name in forms.get(region, ()):
+            out[name] = frozenset(parts)
+    return out
+
+
+def _in_asked_region(term: KeyTerm, hay: list[str], capitalised: set[str]) -> bool:
+    """Whether a passage is about the region the term names: it names a country or city in it ('Pháp',
+    'Geneva' for 'châu Âu') and no place outside it (Vietnam aside: every passage here names it). The
+    minister's 2022 trip to France answers "the trip to Europe", not "the trip to Asia"."""
+    regions = _region_parts()
+    parts = frozenset(p for f in term.forms for p in regions.get(f, ()))
+    if not parts:
+        return False
+    vietnam = _country_parts()[("viet", "nam")] | _place_forms().get(("viet", "nam"), frozenset())
+    inside = outside = False
+    for start, end, forms in _places_at(hay):
+        if end - start == 1 and hay[start] not in capitalised:
+            continue  # 'giải pháp' names no France
+        if forms & parts:
+            inside = True
+        elif not forms & vietnam and not any(f in regions for f in forms):
+            outside = True
+    return inside and not outside
+
+
 def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
     hay = _syllables(passage)
@@ -538,7 +593,7 @@ def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     return [t for t in terms if t.anchor and not any(
         (f[0] in capitalised if len(f) == 1 and f[0].isalpha() else _contains(hay, f)) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f)) and _contains(hay, f[:2])
                               and all(s in hay_set for s in f if not is_stopword(s)))
-        for f in t.forms)]
+        for f in t.forms) and not _in_asked_region(t, hay, capitalised)]
 
 
 # ------------------------------------------------------------------------------- relations
@@ -641,6 +696,21 @@ _TITLE = re.compile(
     r"Ambassador|Mr|Ms|Dr)\b"
 )
 # The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
+# Words that may join a title to the name it leads: 'Đại sứ Việt Nam tại Nhật Bản', 'Chủ tịch của Diễn đàn'.
+_TITLE_LINKS = frozenset({"tai", "cua", "va", "ben", "canh", "-", "–", "at", "of", "to", "the", "and", "in"})
+
+
+def _leads(before: str, title_end: int) -> bool:
+    """Whether the title ending at `title_end` of `before` leads what follows `before`: only capitalised
+    words and links come between ('Đại sứ Việt Nam tại Nhật Bản Phạm Quang Hiệu'), not 'Bộ trưởng có đại
+    diện lãnh đạo các đơn vị … Bộ Khoa học'."""
+    gap = before[title_end:].split()
+    if all(w[:1].isupper() or strip_diacritics(w).lower().strip(",") in _TITLE_LINKS for w in gap):
+        return True
+    # ... or a body's name, which starts with a capital and may hold lower-case words ('Tổng giám đốc Tổ
+    # chức Sở hữu trí tuệ thế giới (WIPO) Daren Tang', 'Giám đốc Quỹ Phát triển KH&CN Quốc gia …').
+    return len(gap) <= 9 and gap[0][:1].isupper()
+
 _TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
 # English titles and the folded Vietnamese title they stand for (most specific first).
 _EN_TITLES = (("deputy prime minister", "thu tuong"), ("prime minister", "thu tuong"),
@@ -739,6 +809,10 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
     if kind == "person":  # a name within a few words after a title: 'Đại sứ … Phạm Quang Hiệu'
         known = _known_non_person_names()
         runs = [_drop_place_prefix(start, run, known) for start, run in runs]
+        # Not the capitalised head of an organisation's name ('Bộ Khoa' of 'Bộ Khoa học và Công nghệ').
+        orgs = [(m.start, m.end) for m in find_mentions(sentence) if m.kind == "organizations"]
+        runs = [(start, run) for start, run in runs
+                if not any(a <= start and start + len(run) < b for a, b in orgs)]
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
         # (An English title — 'ambassador' — cannot be matched against the Vietnamese one, so it does not narrow.)
         # A title followed by a name in the question is the subject's ('Thứ trưởng Giang đã gặp những ai?'),
@@ -748,18 +822,37 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
         if detect_language(question) == "en":
             # An English title asked about, by its Vietnamese form ('ambassador' -> 'đại sứ').
             asked = {vi for en, vi in _EN_TITLES if re.search(rf"\b{en}\b", folded_q, re.IGNORECASE)
-                     and not re.search(rf"\b{en}\s+[A-Z]", folded_q)}
+                     and not re.search(rf"\b(?i:{en})\s+[A-Z]", folded_q)}  # 'Minister Dat': the subject
         else:
             asked = {m.group().lower() for m in _TITLE_FOLDED.finditer(folded_q)
                      if not any(a == m.end() + 1 for a, _run in q_people)}
         named = {w for a, run in q_people if a > 0 for w in _syllables(run)}
-        runs = [(start, run) for start, run in runs if not set(_syllables(run)) & named]
+        subjects: set[str] = set()
+        if question == question.lower() and detect_language(question) != "en":
+            # Typed in lower case, 'thu truong nguyen hoang giang gap ai' / 'bo truong dat' names its subject
+            # after the title, unless the words there start a body or a place ('giam doc quy phat trien …',
+            # 'dai su viet nam tai …') or are common words. The person is then the subject, not the answer:
+            # the title is not asked for, and a name ending with that word is not a candidate.
+            bodies = {m.start for m in find_mentions(folded_q, question=True)
+                      if m.kind in ("organizations", "places_vn", "places_jp", "programmes")}
+            for m in _TITLE_FOLDED.finditer(folded_q):
+                at = len(folded_q[: m.end()]) + len(folded_q[m.end():]) - len(folded_q[m.end():].lstrip())
+                after = folded_q[at:].lower().split()
+                rest = " ".join(after)
+                if (not after or at in bodies or is_stopword(after[0]) or _WH.match(after[0])
+                        or any(rest.startswith(n.lower()) for n in _folded_non_person_names())):
+                    continue
+                asked.discard(m.group().lower())
+                subjects.add(after[0])
+        # Nor the person the question names, however it is typed.
+        runs = [(start, run) for start, run in runs if not set(_syllables(run)) & named
+                and not (subjects and _syllables(run)[-1] in subjects)]
         out = []
         for start, run in runs:
             if len(run.split()) < 2 or run.lower() in known:
                 continue
             before = strip_diacritics(sentence[max(0, start - 80) : start])
-            titles = {m.group().lower() for m in _TITLE_FOLDED.finditer(before)}
+            titles = {m.group().lower() for m in _TITLE_FOLDED.finditer(before) if _leads(before, m.end())}
             # '… Nguyễn Hoàng Giang làm Trưởng đoàn': the title asked for may follow the name.
             after = strip_diacritics(sentence[start + len(run) : start + len(run) + 30])
             titles |= {m.group(1).lower() for m in re.finditer(r"^\W*(?:lam|la|giu chuc|, )\s*(" + _TITLE_FOLDED.pattern
@@ -768,9 +861,13 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
                 out.append((start, start + len(run)))
         if not out and not asked and fallback:
             # 'Who did the minister meet?' may be answered by an organisation: a name the question lacks.
+            # Whole organisation names from the gazetteer first: the capitals of 'Bộ Khoa học và Công nghệ'
+            # stop at 'Bộ Khoa'.
             qfold = set(_syllables(question))
-            out = [(start, start + len(run)) for start, run in runs
-                   if len(run.split()) >= 2 and not set(_syllables(run)) <= qfold]
+            out = [(m.start, m.end) for m in find_mentions(sentence) if m.kind == "organizations"
+                   and not set(_syllables(m.surface)) <= qfold] or [
+                (start, start + len(run)) for start, run in runs
+                if len(run.split()) >= 2 and not set(_syllables(run)) <= qfold and run.lower() not in known]
         return out
     if kind == "place":
         return [(start, start + len(run)) for start, run in runs
@@ -818,7 +915,14 @@ _UNIT = re.compile(
 _QUALIFIER = re.compile(r"(khoảng|hơn|gần|trên|dưới|tới|đến|more than|about|over|nearly)\s+$", re.IGNORECASE)
 
 
+_PEOPLE_LIST = re.compile(r"\b(nhung ai|who were|who are|which people|who (?:was|were) in|who joined|who took part|who accompanied)\b")
 _IDENTITY = re.compile(r"^\s*(?:who\s+(?:is|was)\s+(.+?)|(.+?)\s+la\s+ai)\s*\??\s*$", re.IGNORECASE)
+
+
+def asks_for_everyone(question: str) -> bool:
+    """Whether a who-question asks for every person ('Những ai …?', 'Who was in the delegation?'): one name
+    up front would read as the whole answer, so the quote answers alone."""
+    return bool(_PEOPLE_LIST.search(strip_diacritics(question).lower()))
 
 
 @lru_cache(maxsize=1024)  # asked once per candidate sentence of the same question
@@ -858,6 +962,7 @@ def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...]
     subject = identity_subject(question) if kind == "person" else ""
     if subject:
         return role_of(sentence, subject)
+
     spans = _typed_spans(kind, sentence, question)
     if not spans:
         return ""
@@ -880,7 +985,9 @@ def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...]
     if kind == "person":
         before = sentence[max(0, start - 60) : start]
         titles = list(_TITLE.finditer(before))
-        if titles:
+        # The title leads the name only when nothing but its own words come between ('Đại sứ Việt Nam tại
+        # Nhật Bản Phạm Quang Hiệu'), not 'Bộ trưởng có đại diện lãnh đạo các đơn vị … Bộ Khoa học'.
+        if titles and _leads(before, titles[-1].end()):
             start = start - (len(before) - titles[-1].start())
     return sentence[start:end].strip(" ,;:")
 
@@ -1254,7 +1361,8 @@ class ExtractiveAnswerer:
                         chosen = [c for c in chosen if c.hit.chunk.chunk_id in own or key in _claim_key(c.sentence)]
                     # (A person's roles are not rival answers: 'Đại sứ …' and 'Đại sứ đặc mệnh toàn quyền …'.)
                     rivals = (self._rivals(kind, question, terms, cands, holder, span, extra)
-                              if span and not identity_subject(question) else [])
+                              if span and not identity_subject(question) and not asks_for_everyone(question)
+                              else [])
                     if rivals:
                         # Every side is shown, never one picked silently: rivals replace the extra quotes.
                         rivals = rivals[: max(1, self.max_sentences - 1)]
@@ -1363,6 +1471,8 @@ class ExtractiveAnswerer:
             chosen, span = self._select(plan.question, plan, hits)
         if not chosen:
             return refusal
+        if asks_for_everyone(plan.question):
+            span = ""
         return self._render(plan.question, lang, chosen, span, missing_parts, hits)
 
     def _render(self, question: str, lang: Lang, chosen: list[_Candidate], span: str, missing_parts: list[str],

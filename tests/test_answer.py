@@ -433,3 +433,66 @@ def test_on_that_occasion_is_a_frame_not_a_topic(pipeline):
     terms = key_terms("Nhân dịp đó ứng dụng nào được ra mắt?", pipeline.lexicon, pipeline.index)
     assert not any(f[:1] in (("nhan",), ("dip",)) for t in terms for f in t.forms), [t.surface for t in terms]
     assert {"ứng dụng", "ra mắt"} <= {t.surface for t in terms}
+
+
+@pytest.mark.parametrize("question", [
+    "Những ai tham gia đoàn công tác của Bộ trưởng Đạt sang châu Âu năm 2022?",
+    "nhung ai tham gia doan cong tac cua bo truong dat sang chau au nam 2022",
+    "Who was in Minister Dat's delegation to Europe in 2022?",
+])
+def test_a_region_is_answered_by_a_country_in_it(pipeline, question):
+    """The 2022 trip 'to Europe' is written as a visit to France and Geneva; the delegation's members are
+    quoted, with no single name up front passing for the whole list."""
+    answer = pipeline.ask(question)
+    assert not answer.refused, answer.text
+    assert any("Tham gia đoàn Bộ trưởng" in c.quote for c in answer.citations), answer.text
+    assert not answer.text.splitlines()[1].startswith(("Trả lời:", "Answer:")), answer.text
+    _check_citations(answer)
+
+
+@pytest.mark.parametrize("question", [
+    "Bộ trưởng Đạt sang châu Á năm 2022 để làm gì?",
+    "What did Minister Dat do in Asia in 2022?",
+])
+def test_a_region_is_not_answered_by_a_country_outside_it(pipeline, question):
+    answer = pipeline.ask(question)
+    assert answer.refused, answer.text
+
+
+def test_a_region_needs_a_passage_about_places_in_it():
+    from rag.answer import missing_anchors
+
+    europe = KeyTerm("châu Âu", (("chau", "au"),), 1.5, anchor=True)
+    assert not missing_anchors([europe], "Bộ trưởng thăm và làm việc tại CH Pháp và Geneva.")
+    assert missing_anchors([europe], "Đây là giải pháp cho doanh nghiệp Việt Nam.")  # 'pháp' is not France
+    assert missing_anchors([europe], "Bộ trưởng thăm Pháp rồi sang Hàn Quốc.")  # not about Europe alone
+
+
+def test_a_title_leads_only_the_name_right_after_it():
+    """'Bộ trưởng có đại diện lãnh đạo các đơn vị … Bộ Khoa học' is no title before a name; the head of an
+    organisation's name ('Bộ Khoa') is no person; a body's name may come between title and name."""
+    from rag.answer import short_answer
+
+    sentence = ("Tham gia đoàn Bộ trưởng có đại diện lãnh đạo các đơn vị chức năng thuộc Bộ Khoa học và Công nghệ, "
+                "Đại sứ Việt Nam tại Cộng hòa Pháp.")
+    short = short_answer("person", sentence, "Ai tham gia đoàn của Bộ trưởng Đạt?")
+    assert not short.startswith("Bộ trưởng có") and short != "Bộ Khoa", short
+    wipo = "Làm việc với Tổng giám đốc Tổ chức Sở hữu trí tuệ thế giới (WIPO) Daren Tang ngày 13/7."
+    assert short_answer("person", wipo, "tong giam doc wipo ten gi").endswith("Daren Tang")
+
+
+def test_the_person_a_lower_case_question_names_is_not_the_answer(pipeline):
+    """'thu truong nguyen hoang giang gap nhung ai …' names the Deputy Minister as its subject: the people he
+    met are the answer, not the sentence naming him as head of the delegation."""
+    answer = pipeline.ask("thu truong nguyen hoang giang gap nhung ai ben le hoi nghi sts")
+    assert not answer.refused, answer.text
+    assert "Hiroshi Komiyama" in answer.citations[0].quote, answer.text
+
+
+@pytest.mark.parametrize("question", ["thu truong giang tang qua cho ai", "Thứ trưởng Giang tặng quà cho ai?"])
+def test_a_country_is_no_persons_name(pipeline, question):
+    """'… Đại sứ đặc mệnh toàn quyền Việt Nam tại Nhật Bản' gives no rival answer 'Việt Nam'."""
+    answer = pipeline.ask(question)
+    assert not answer.refused, answer.text
+    short = answer.text.splitlines()[1]
+    assert "Việt Nam [" not in short and "Takaichi Sanae" in short or "Hiroshi Komiyama" in short, answer.text
