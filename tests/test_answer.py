@@ -495,4 +495,4 @@ def test_a_country_is_no_persons_name(pipeline, question):
     answer = pipeline.ask(question)
     assert not answer.refused, answer.text
     short = answer.text.splitlines()[1]
-    assert "Việt Nam [" not in short and "Takaichi Sanae" in short or "Hiroshi Komiyama" in short, answer.text
+    assert "Việt Nam [" not in short and ("Takaichi Sanae" in short or "Hiroshi Komiyama" in short), answer.text
