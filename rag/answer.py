@@ -689,6 +689,11 @@ _ANSWER_TYPES = (
     ("place", re.compile(r"\b(o dau|tai dau|noi nao|thanh pho nao|tinh nao|dia phuong nao|where|which city|"
                          r"which prefecture|which province|which country)\b")),
     ("person", re.compile(r"\b(who|whom|whose|ten la gi|ten gi|ten cua)\b")),
+    # 'Chương trình khoa học nào …?', 'Which programme …?': the answer names one (a programme, a body, an
+    # app); a sentence naming none ('cần xây dựng các chương trình hợp tác') does not answer it.
+    ("name", re.compile(r"\b(?:(?:chuong trinh|to chuc|co quan|ung dung|quy|mang luoi|hiep hoi|du an|hiep dinh)"
+                        r"(?:\s+\w+){0,4}?\s+nao|which (?:programmes?|programs?|organi[sz]ations?|agenc(?:y|ies)|"
+                        r"apps?|applications?|funds?|networks?|associations?|projects?|agreements?))\b")),
 )
 _TITLE = re.compile(
     r"\b(Phó Thủ tướng|Phó Chủ tịch|Thủ tướng|Bộ trưởng|Thứ trưởng|Đại sứ|Tổng Lãnh sự|Chủ tịch|Tổng Bí thư|Tổng giám đốc|Giám đốc|"
@@ -722,11 +727,38 @@ _NUMBER = re.compile(r"\d[\d.,]*")
 _PLACE_CUE = re.compile(r"\b(tại|ở|in|at|thành phố|tỉnh)\s+$")
 
 
+_LIGHT_VERBS = frozenset({("giup",), ("co",), ("la",), ("lam",), ("duoc",), ("can",), ("phai",), ("tiep", "tuc"),
+                          ("co", "the"), ("bat", "dau"), ("tro", "thanh")})
+_TENSE = re.compile(r"(?<!\w)(sẽ|đã|đang|được|vừa|sắp)\s+", re.IGNORECASE)
+_TENSE_FOLDED = re.compile(r"(?<!\w)(se|da|dang|duoc|vua|sap)\s+")
+
+
+def main_verb(question: str, terms: list[KeyTerm]) -> KeyTerm | None:
+    """The verb a Vietnamese question asks about: the key term right after its tense word ('sẽ tham gia trở
+    lại', 'được ra mắt', 'đã gặp'), or None. The quote must hold it: a sentence about building cooperation
+    programmes does not say which programme Vietnam will rejoin."""
+    if detect_language(question) == "en":
+        return None
+    folded = strip_diacritics(question).lower()
+    plain = folded == question.lower()  # typed without tones: the tense words fold onto other words only rarely
+    m = (_TENSE_FOLDED if plain else _TENSE).search(question.lower())
+    if not m:
+        return None
+    rest = " ".join(_syllables(question[m.end():]))
+    for t in terms:
+        if not t.anchor and any(rest.startswith(" ".join(f)) for f in t.forms if f):
+            # A light verb ('giúp hai nước thống nhất', 'có …') says little; the quote may word it otherwise.
+            return None if any(f in _LIGHT_VERBS for f in t.forms) else t
+    return None
+
+
 def answer_type(question: str) -> str:
     """'date', 'number', 'place', 'person' or '' for the kind of answer a question asks for."""
     folded = strip_diacritics(question).lower()
     # The first question word decides: 'What position did he hold when he met …' asks for a position.
     found = [(m.start(), kind) for kind, pattern in _ANSWER_TYPES for m in [pattern.search(folded)] if m]
+    if len(found) > 1:  # a name only when nothing else is asked: 'tổ chức ở thành phố nào' asks for a place
+        found = [f for f in found if f[1] != "name"]
     # Vietnamese 'ai' ("who") in lower case; 'AI' (artificial intelligence) is written in capitals.
     who = re.search(r"(?<![\w-])[Aa]i(?![\w-])", strip_diacritics(question))
     if who:
@@ -872,7 +904,32 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
     if kind == "place":
         return [(start, start + len(run)) for start, run in runs
                 if _PLACE_CUE.search(sentence[max(0, start - 20) : start])]
+    if kind == "name":
+        return _names(sentence, question)
     return []
+
+
+_ACRONYM = re.compile(r"\b[A-Z][A-Za-z0-9]*[A-Z][A-Za-z0-9]*(?:-[A-Z0-9]+)*\b")
+
+
+def _names(sentence: str, question: str) -> list[tuple[int, int]]:
+    """Spans naming a programme, body or product the question does not name: a gazetteer organisation or
+    programme, a name of two capitalised words that is no title and no place ('Hubert Curien'), or an
+    acronym ('EMB-AI', 'VJOIN'). Vietnam and Japan, everywhere here, name nothing asked for."""
+    asked = set(_syllables(question))
+    places = _place_forms()
+    out = [(m.start, m.end) for m in find_mentions(sentence)
+           if m.kind in ("organizations", "programmes") and not set(_syllables(m.surface)) <= asked]
+    for start, run in _capitalised_runs(sentence):
+        folded = tuple(_syllables(run))
+        if (len(folded) >= 2 and not set(folded) <= asked and folded not in places and folded not in _COMMON
+                and not _TITLE.match(sentence, start)):
+            out.append((start, start + len(run)))
+    for m in _ACRONYM.finditer(sentence):
+        word = m.group()
+        if len(word) >= 3 and "&" not in word and tuple(_syllables(word)) not in places and not set(_syllables(word)) <= asked:
+            out.append((m.start(), m.end()))
+    return sorted(out)
 
 
 def _figure_of_asked_place(sentence: str, start: int, question: str) -> bool:
@@ -957,7 +1014,7 @@ def role_of(sentence: str, subject: str) -> str:
 
 def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...] = ()) -> str:
     """The span of `sentence` answering a number / date / person / place question ('' when none)."""
-    if not kind:
+    if not kind or kind == "name":  # a name is checked for, but the quote shows it in its own words
         return ""
     subject = identity_subject(question) if kind == "person" else ""
     if subject:
@@ -1340,8 +1397,11 @@ class ExtractiveAnswerer:
                 cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
                                           bool(missing_anchors(anchors, c.sentence)), -c.score))
         mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
+        verb = main_verb(question, terms)
         for main in mains:
             chosen = self._support(question, kind, terms, main, cands)
+            if verb and not any(coverage([verb], f"{c.sentence} {c.said}") > 0 for c in chosen):
+                continue  # no quote says it happened: 'which programme will Vietnam rejoin?' needs 'rejoin'
             if chosen and not kind:
                 chosen = _drop_redundant(terms, chosen)
             if chosen:

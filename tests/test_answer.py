@@ -496,3 +496,41 @@ def test_a_country_is_no_persons_name(pipeline, question):
     assert not answer.refused, answer.text
     short = answer.text.splitlines()[1]
     assert "Việt Nam [" not in short and ("Takaichi Sanae" in short or "Hiroshi Komiyama" in short), answer.text
+
+
+@pytest.mark.parametrize("question", [
+    "Việt Nam sẽ tham gia trở lại chương trình khoa học nào của Nhật Bản?",
+    "viet nam se tham gia tro lai chuong trinh khoa hoc nao cua nhat ban",
+])
+def test_the_asked_verb_must_be_quoted(pipeline, question):
+    """Rejoining a programme is said of France only; a sentence about building cooperation programmes with
+    Japan, or one naming a resolution, does not say which Japanese programme Vietnam will rejoin."""
+    answer = pipeline.ask(question)
+    assert answer.refused, answer.text
+
+
+@pytest.mark.parametrize("question", [
+    "Việt Nam sẽ tham gia trở lại chương trình khoa học uy tín nào của Pháp?",
+    "viet nam se tham gia tro lai chuong trinh khoa hoc nao cua phap",
+])
+def test_the_programme_rejoined_is_quoted(pipeline, question):
+    answer = pipeline.ask(question)
+    assert not answer.refused, answer.text
+    assert any("Hubert Curien" in c.quote for c in answer.citations), answer.text
+
+
+def test_which_name_questions_and_their_priority():
+    from rag.answer import _names, answer_type, main_verb
+
+    assert answer_type("Việt Nam sẽ tham gia trở lại chương trình khoa học nào của Nhật Bản?") == "name"
+    assert answer_type("Which programme will Vietnam rejoin?") == "name"
+    # 'tổ chức' is a verb here and a place is asked for.
+    assert answer_type("Diễn đàn trí thức 2023 được tổ chức ở thành phố nào?") == "place"
+    assert not _names("Đặc biệt, Phó Thủ tướng nhấn mạnh cần xây dựng các chương trình hợp tác với Nhật Bản.",
+                      "chương trình nào của Nhật Bản?")
+    curien = "Việt Nam tham gia trở lại với chương trình khoa học có uy tín của Pháp là Hubert Curien (Chương trình H)."
+    assert any(curien[a:b] == "Hubert Curien" for a, b in _names(curien, "chương trình nào của Pháp?"))
+    rejoin = KeyTerm("tham gia", (("tham", "gia"),), 0.5)
+    assert main_verb("Việt Nam sẽ tham gia trở lại chương trình nào?", [rejoin]) == rejoin
+    helps = KeyTerm("giúp", (("giup",),), 0.4)
+    assert main_verb("Chuyến thăm đã giúp hai nước thống nhất điều gì?", [helps]) is None  # a light verb
