@@ -30,7 +30,7 @@ import math
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,11 +120,28 @@ class GoldItem:
     evidence: tuple[str, ...] = ()
     doc_ids: tuple[str, ...] = ()
     follows: str | None = None
+    # Gold for the run with distractors indexed, where it differs: a distractor article may answer a
+    # question the seeds cannot (en-41: an encyclopaedia page gives the number of Vietnamese students in
+    # Japan). {"answerable", "answer", "evidence", "doc_ids", "note"}; None when the same gold holds.
+    with_distractors: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def for_distractors(self) -> GoldItem:
+        """This question's gold in the run with distractors indexed."""
+        o = self.with_distractors
+        if not o:
+            return self
+        return replace(self, answerable=bool(o.get("answerable", self.answerable)),
+                       answer=str(o.get("answer", self.answer)),
+                       evidence=tuple(str(e) for e in o.get("evidence", self.evidence)),
+                       doc_ids=tuple(str(d) for d in o.get("doc_ids", self.doc_ids)), with_distractors=None)
 
     def gold_json(self) -> dict[str, Any]:
         return {"lang": self.lang, "variant": self.variant, "category": self.category,
                 "answerable": self.answerable, "answer": self.answer, "evidence": list(self.evidence),
                 "doc_ids": list(self.doc_ids), "follows": self.follows}
+
+
+_OVERRIDE_KEYS = {"answerable", "answer", "evidence", "doc_ids", "note"}
 
 
 def load_dataset(path: str | Path) -> list[GoldItem]:
@@ -145,13 +162,18 @@ def load_dataset(path: str | Path) -> list[GoldItem]:
             raise ValueError(f"{path}:{n}: duplicate id {qid!r}")
         seen.add(qid)
         follows = obj.get("follows")
+        override = obj.get("with_distractors")
+        if override is not None and (not isinstance(override, dict) or not set(override) <= _OVERRIDE_KEYS
+                                     or not str(override.get("note") or "").strip()):
+            raise ValueError(f"{path}:{n}: 'with_distractors' must be an object of {sorted(_OVERRIDE_KEYS)} "
+                             "with a 'note' saying which distractor answers the question")
         items.append(GoldItem(
             id=qid, question=obj["question"], lang=str(obj.get("lang") or "vi"),
             variant=str(obj.get("variant") or ("en" if obj.get("lang") == "en" else "diacritics")),
             category=str(obj.get("category") or "general"), answerable=bool(obj.get("answerable", True)),
             answer=str(obj.get("answer") or ""), evidence=tuple(str(e) for e in obj.get("evidence") or ()),
             doc_ids=tuple(str(d) for d in obj.get("doc_ids") or ()),
-            follows=str(follows) if follows not in (None, "") else None,
+            follows=str(follows) if follows not in (None, "") else None, with_distractors=override,
         ))
     if not items:
         raise ValueError(f"{path}: no questions")
@@ -608,7 +630,7 @@ def run_eval(
         d_settings = base_settings.model_copy(update={"home": Path(distractor_home)})
         if shared is None and pipeline is not None:
             shared = _shared_from_pipeline(pipeline)
-        d_shared = _run_pass(out / DISTRACTOR_DIR, items, cfgs, d_settings, resume, progress, None, judge,
+        d_shared = _run_pass(out / DISTRACTOR_DIR, [it.for_distractors() for it in items], cfgs, d_settings, resume, progress, None, judge,
                              (Path(distractors.folder),), distractors=True, reuse=shared)
         model = model or _model_name(d_shared, d_settings)
     elapsed = time.perf_counter() - t_start
@@ -849,7 +871,8 @@ def write_report(
                           runtime_s=runtime_s, embedding_model=embedding_model)
     d_rows = _read_results(out / DISTRACTOR_DIR / RESULTS) if distractors is not None else []
     if d_rows:
-        sub = build_report(list(enumerate(d_rows, 1)), items, cfgs, dataset_path, judge=judge)
+        sub = build_report(list(enumerate(d_rows, 1)), [it.for_distractors() for it in items], cfgs, dataset_path,
+                           judge=judge)
         report["distractors"] = {
             **distractors.describe(),
             "results_path": f"{DISTRACTOR_DIR}/{RESULTS}",

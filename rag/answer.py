@@ -61,6 +61,8 @@ FRAME = {
 SHORT_ANSWER = {"vi": "Trả lời", "en": "Answer"}
 AS_OF = {"vi": "tính đến {date}", "en": "as of {date}"}
 SOURCE_DATE = {"vi": "(Nguồn tính đến {date}.)", "en": "(As of {date}, the source's date.)"}
+# An undated source (an encyclopaedia page) is said to be one: its 'hiện nay' may be twenty years old.
+NO_DATE = {"vi": "(Nguồn không ghi ngày.)", "en": "(The source gives no date.)"}
 DATES_DIFFER = {
     "vi": "Các nguồn có ngày khác nhau ({dates}); nguồn mới nhất được nêu trước.",
     "en": "The sources are dated differently ({dates}); the newest is listed first.",
@@ -580,6 +582,10 @@ def _in_asked_region(term: KeyTerm, hay: list[str], capitalised: set[str]) -> bo
     return inside and not outside
 
 
+# 'ở Nhật', 'sang Nhật': Japan by its everyday short name (with its capital and tone: not 'nhất', 'nhật ký').
+_NHAT = re.compile(r"(?<!\w)Nhật(?!\w)(?!\s+(?:Bản|ký|báo))")
+
+
 def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     """The anchors a passage does not hold (binary: present as a phrase, or absent)."""
     hay = _syllables(passage)
@@ -593,7 +599,8 @@ def missing_anchors(terms: list[KeyTerm], passage: str) -> list[KeyTerm]:
     return [t for t in terms if t.anchor and not any(
         (f[0] in capitalised if len(f) == 1 and f[0].isalpha() else _contains(hay, f)) or (len(f) >= 3 and not all(is_stopword(s) for s in _core(f)) and _contains(hay, f[:2])
                               and all(s in hay_set for s in f if not is_stopword(s)))
-        for f in t.forms) and not _in_asked_region(t, hay, capitalised)]
+        for f in t.forms) and not _in_asked_region(t, hay, capitalised)
+        and not (("nhat", "ban") in t.forms and _NHAT.search(passage))]
 
 
 # ------------------------------------------------------------------------------- relations
@@ -957,12 +964,29 @@ def _figure_with_unit(sentence: str, question: str, units: frozenset[str]) -> bo
     return any(set(_syllables(sentence[b : b + 16])) & units for _a, b in _typed_spans("number", sentence, question))
 
 
+_PER_YEAR = re.compile(r"\b(hang nam|moi nam|each year|every year|per year|a year|annually|yearly)\b")
+_AT_PRESENT = re.compile(r"\b(hien nay|hien tai|hien co|tong so|currently|at present|now|today|in total)\b")
+
+
+def _other_period(sentence: str, question: str) -> bool:
+    """Whether a count answers another period than the one asked: 'how many study in Japan now?' is not
+    answered by 'Japan takes in over 100 students each year', nor 'how many a year?' by a total."""
+    q, s = strip_diacritics(question).lower(), strip_diacritics(sentence).lower()
+    if _AT_PRESENT.search(q) and not _PER_YEAR.search(q):
+        return bool(_PER_YEAR.search(s)) and not _AT_PRESENT.search(s)
+    if _PER_YEAR.search(q) and not _AT_PRESENT.search(q):
+        return bool(_AT_PRESENT.search(s)) and not _PER_YEAR.search(s)
+    return False
+
+
 def has_answer_type(kind: str, sentence: str, question: str) -> bool:
     """Whether a sentence contains something of the expected type that the question itself does not
     (for 'who is <name>?', the named person's title)."""
     subject = identity_subject(question) if kind == "person" else ""
     if subject:
         return bool(role_of(sentence, subject))
+    if kind == "number" and _other_period(sentence, question):
+        return False
     return not kind or bool(_typed_spans(kind, sentence, question))
 
 
@@ -1573,6 +1597,8 @@ class ExtractiveAnswerer:
                 lines.append(KEY_TERMS["en"] + "; ".join(f"{vi} = {en}" for vi, en in glossed) + ".")
         if newest and not span:
             lines.append(SOURCE_DATE[lang].format(date=newest))
+        if not dates:
+            lines.append(NO_DATE[lang])
         if len(dates) > 1 and len(claims) < 2:
             lines.append(DATES_DIFFER[lang].format(dates=", ".join(format_date(d) for d in sorted(dates, reverse=True))))
         if len(claims) > 1:

@@ -383,3 +383,42 @@ def test_run_eval_with_distractors_reports_both_settings(pipeline, dataset, tmp_
     worse["distractors"]["results"]["hybrid"]["overall"]["refusal_accuracy"] = dist["refusal_accuracy"] - 0.5
     table, failed = compare(worse, report, ["refusal_accuracy"], 0.02)
     assert failed and "hybrid +distractors" in table
+
+
+def test_gold_for_the_run_with_distractors(pipeline, tmp_path, no_reload):
+    """A question only a distractor answers is unanswerable with the seeds and answerable beside the
+    distractors: each run is scored against its own gold, and a 'with_distractors' gold must say why."""
+    from eval.distractors import DistractorSet, list_key
+    from eval.runner import load_dataset
+
+    question = {"id": "d-1", "lang": "vi", "variant": "diacritics", "category": "unanswerable", "answerable": False,
+                "question": "Dân số Osaka năm 2020 là bao nhiêu?",
+                "answer": "Không tìm thấy thông tin này trong tài liệu.", "evidence": [], "doc_ids": []}
+    override = {"answerable": True, "answer": "Khoảng 2,75 triệu người.", "evidence": ["khoảng 2,75 triệu người"],
+                "doc_ids": ["osaka"], "note": "The Osaka article gives the figure."}
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text(json.dumps({**question, "with_distractors": {k: v for k, v in override.items() if k != "note"}},
+                                  ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="with_distractors"):
+        load_dataset(dataset)  # no note
+    dataset.write_text(json.dumps({**question, "with_distractors": override}, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+    item = load_dataset(dataset)[0]
+    assert not item.answerable and item.for_distractors().answerable
+    assert item.for_distractors().evidence == ("khoảng 2,75 triệu người",)
+
+    folder = tmp_path / "distractors"
+    folder.mkdir()
+    (folder / "osaka.txt").write_text(
+        "Osaka là thành phố lớn thứ ba của Nhật Bản. Dân số Osaka năm 2020 là khoảng 2,75 triệu người.\n",
+        encoding="utf-8")
+    dset = DistractorSet(folder, "test-list", list_key(["osaka.txt"]), 1)
+    out = tmp_path / "run"
+    run_eval(dataset, out, ["hybrid"], pipeline.settings, pipeline=pipeline, plots=False,
+             distractors=dset, distractor_home=tmp_path / "dindex")
+    seeds = _lines(out / "results.jsonl")[0]
+    beside = _lines(out / "with-distractors" / "results.jsonl")[0]
+    assert seeds["gold"]["answerable"] is False and seeds["refused"] and seeds["metrics"]["unanswerable_refused"]
+    assert beside["gold"]["answerable"] is True and beside["gold"]["evidence"] == ["khoảng 2,75 triệu người"]
+    assert not beside["refused"], beside["answer"]
+    assert beside["metrics"]["citation_precision"] == 1.0 and beside["metrics"]["unanswerable_refused"] is None

@@ -35,8 +35,9 @@ SEED_IDS = {
 # line on is article body.
 BOILERPLATE_MARKERS = ("Tin bài liên quan", "BÀI VIẾT KHÁC", "Cùng chuyên mục", "Đọc nhiều", "Lượt xem:", "Tag:")
 
-KEYS = {"id", "lang", "variant", "category", "answerable", "question", "answer", "evidence", "doc_ids", "follows"}
-REQUIRED = KEYS - {"follows"}
+KEYS = {"id", "lang", "variant", "category", "answerable", "question", "answer", "evidence", "doc_ids", "follows",
+        "with_distractors"}
+REQUIRED = KEYS - {"follows", "with_distractors"}
 VARIANTS = {"diacritics", "no_diacritics", "en"}
 CATEGORIES = {"fact", "list", "connection", "followup", "unanswerable", "numeric", "tempting", "mixed-language"}
 REFUSALS = {"vi": "Không tìm thấy thông tin này trong tài liệu.", "en": "I couldn't find this in the documents."}
@@ -373,3 +374,28 @@ def test_heldout_does_not_repeat_gold_questions():
                 problems.append(f"{row['id']} is a near copy of {gid}: {row['question']!r}")
     assert not problems, "\n".join(problems)
     assert not {row["id"] for row in heldout} & {row["id"] for row in read_dataset("gold")}, "ids shared with gold"
+
+
+def test_gold_with_distractors_is_verbatim_in_a_ci_distractor():
+    """A question a distractor article answers carries that article's evidence for the run with distractors:
+    the phrase is verbatim in an article of the CI list whose ingested id is the one named."""
+    import os
+
+    from eval.distractors import iter_archive, read_list
+    from rag.load import slugify
+
+    rows = [json.loads(line) for line in DATASETS["gold"].read_text(encoding="utf-8").splitlines() if line.strip()]
+    overrides = {row["id"]: row["with_distractors"] for row in rows if row.get("with_distractors")}
+    assert overrides, "the gold set names the questions a distractor answers"
+    for qid, o in overrides.items():
+        assert o["note"].strip() and o.get("answerable") is True and o["evidence"] and o["doc_ids"], qid
+    source = os.environ.get("RAG_DISTRACTOR_SOURCE") or str(REPO.parent / "shared" / "corpora" / "viwiki.tar.xz")
+    if not Path(source).exists():
+        pytest.skip("the viwiki archive is not on this machine (RAG_DISTRACTOR_SOURCE)")
+    listed = set(read_list(REPO / "eval" / "distractors" / "ci.txt"))
+    texts = {slugify(a.title): a.text for a in iter_archive(source) if a.name in listed}
+    for qid, o in overrides.items():
+        for doc_id in o["doc_ids"]:
+            assert doc_id in texts, f"{qid}: {doc_id} is not a CI distractor"
+        for phrase in o["evidence"]:
+            assert any(phrase in texts[d] for d in o["doc_ids"]), f"{qid}: {phrase!r} not in {o['doc_ids']}"
