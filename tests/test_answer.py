@@ -534,3 +534,37 @@ def test_which_name_questions_and_their_priority():
     assert main_verb("Việt Nam sẽ tham gia trở lại chương trình nào?", [rejoin]) == rejoin
     helps = KeyTerm("giúp", (("giup",),), 0.4)
     assert main_verb("Chuyến thăm đã giúp hai nước thống nhất điều gì?", [helps]) is None  # a light verb
+
+
+@pytest.fixture(scope="module")
+def undated(tmp_path_factory, loaded_embedder):
+    """The seeds beside an undated encyclopaedia-like page (no front matter, so no date)."""
+    from tests.conftest import pipeline_beside_seeds
+
+    page = ("Quan hệ giáo dục giữa hai nước phát triển mạnh.\n\n"
+            "Tổng số lưu học sinh Việt Nam ở Nhật hiện nay khoảng hơn 1000 người.\n\n"
+            "Chính phủ Nhật Bản nhận khoảng trên 100 học sinh sinh viên Việt Nam sang Nhật Bản đào tạo hàng năm.\n")
+    return pipeline_beside_seeds(tmp_path_factory.mktemp("undated"), loaded_embedder, {"quan-he.txt": page})
+
+
+@pytest.mark.parametrize(("question", "figure", "other", "note"), [
+    ("How many Vietnamese students are currently studying in Japan?", "hơn 1000", "trên 100",
+     "(The source gives no date.)"),
+    ("Hiện nay có bao nhiêu lưu học sinh Việt Nam ở Nhật?", "hơn 1000", "trên 100", "(Nguồn không ghi ngày.)"),
+    ("Mỗi năm Nhật Bản nhận bao nhiêu sinh viên Việt Nam?", "trên 100", "hơn 1000", "(Nguồn không ghi ngày.)"),
+])
+def test_a_count_answers_the_period_asked(undated, question, figure, other, note):
+    """'How many now?' is not answered by 'over 100 each year', nor 'how many a year?' by a total; 'ở Nhật'
+    names Japan; an undated source is said to be undated (its 'hiện nay' may be old)."""
+    answer = undated.ask(question)
+    assert not answer.refused, answer.text
+    short = answer.text.splitlines()[1]
+    assert figure in short and other not in short, answer.text
+    assert note in answer.text
+    _check_citations(answer)
+
+
+def test_japan_by_its_short_name():
+    japan = KeyTerm("Japan", (("japan",), ("nhat", "ban")), 0.35, anchor=True)
+    assert not missing_anchors([japan], "Tổng số lưu học sinh Việt Nam ở Nhật hiện nay khoảng hơn 1000 người.")
+    assert missing_anchors([japan], "Đây là trường đại học lớn nhất, theo nhật ký của ông.")
