@@ -745,7 +745,7 @@ def main_verb(question: str, terms: list[KeyTerm]) -> KeyTerm | None:
     lại', 'được ra mắt', 'đã gặp'), or None. The quote must hold it: a sentence about building cooperation
     programmes does not say which programme Vietnam will rejoin."""
     if detect_language(question) == "en":
-        return None
+        return _english_verb(question, terms)
     folded = strip_diacritics(question).lower()
     plain = folded == question.lower()  # typed without tones: the tense words fold onto other words only rarely
     m = (_TENSE_FOLDED if plain else _TENSE).search(question.lower())
@@ -756,6 +756,36 @@ def main_verb(question: str, terms: list[KeyTerm]) -> KeyTerm | None:
         if not t.anchor and any(rest.startswith(" ".join(f)) for f in t.forms if f):
             # A light verb ('giúp hai nước thống nhất', 'có …') says little; the quote may word it otherwise.
             return None if any(f in _LIGHT_VERBS for f in t.forms) else t
+    return None
+
+
+_EN_AUX = re.compile(r"\b(did|will|would|does|do|has|have|had)\b", re.IGNORECASE)
+_EN_LIGHT = frozenset({"do", "does", "did", "make", "made", "help", "helped", "have", "has", "had", "get", "got",
+                       "take", "took", "become", "became", "be", "say", "said", "plan", "want", "hope",
+                       # a role, which a title states ('which ministry did Nguyễn Chí Dũng head?' -> 'Bộ trưởng Bộ …')
+                       "head", "lead", "led", "chair", "chaired", "run", "ran", "hold", "held", "serve", "served"})
+
+
+def _english_verb(question: str, terms: list[KeyTerm]) -> KeyTerm | None:
+    """The verb of 'What did Vietnam and France agree on …?': the first key term after the auxiliary that
+    is no name, when the lexicon gives it Vietnamese forms (an untranslated verb cannot be looked for)."""
+    m = _EN_AUX.search(question)
+    if not m:
+        return None
+    lowered = question.lower()
+    placed = sorted((lowered.find(t.surface.lower(), m.end()), i) for i, t in enumerate(terms))
+    for at, i in placed:
+        t = terms[i]
+        if at < 0 or t.anchor or not t.surface.islower():
+            continue  # a name, or a title in the subject ('did Minister Dung ask')
+        # Only after a subject of names ('did Vietnam and France agree'); 'did the forum take place' has
+        # its verb after a common noun, which this cannot tell from the verb.
+        if not all(w[:1].isupper() or w in ("and", "&") for w in question[m.end() : at].split()):
+            return None
+        english = set(re.findall(r"[a-z]+", lowered)) | _english_lexicon_words()
+        if t.surface.lower() in _EN_LIGHT or not any(len(f) > 1 or f[0] not in english for f in t.forms):
+            return None
+        return t
     return None
 
 
@@ -1420,8 +1450,11 @@ class ExtractiveAnswerer:
                 anchors = [t for t in terms if t.anchor and t.weight > W_COMMON]
                 cands.sort(key=lambda c: (not has_answer_type(kind, c.sentence, question),
                                           bool(missing_anchors(anchors, c.sentence)), -c.score))
-        mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6][:MAIN_TRIES]
+        mains = [c for c in cands if c.coverage >= self.min_evidence * 0.6]
         verb = main_verb(question, terms)
+        if verb:  # the sentence saying what was asked ('đi đến thống nhất: …' for 'agree on') leads
+            mains.sort(key=lambda c: coverage([verb], f"{c.sentence} {c.said}") == 0)
+        mains = mains[:MAIN_TRIES]
         for main in mains:
             chosen = self._support(question, kind, terms, main, cands)
             if verb and not any(coverage([verb], f"{c.sentence} {c.said}") > 0 for c in chosen):
@@ -1445,14 +1478,18 @@ class ExtractiveAnswerer:
                         chosen = [c for c in chosen if c.hit.chunk.chunk_id in own or key in _claim_key(c.sentence)]
                     # (A person's roles are not rival answers: 'Đại sứ …' and 'Đại sứ đặc mệnh toàn quyền …'.)
                     rivals = (self._rivals(kind, question, terms, cands, holder, span, extra)
-                              if span and not identity_subject(question) and not asks_for_everyone(question)
-                              else [])
+                              if span and not identity_subject(question) else [])
                     if rivals:
                         # Every side is shown, never one picked silently: rivals replace the extra quotes.
+                        # ('Những ai …?' asks for all of them: the other names are more of the answer, not a
+                        # disagreement, so they are quoted without a claim.)
+                        everyone = asks_for_everyone(question)
                         rivals = rivals[: max(1, self.max_sentences - 1)]
                         room = max(0, self.max_sentences - 1 - len(rivals))
                         others = [c for c in chosen[1:] if all(c.sentence != r.sentence for r in rivals)][:room]
-                        chosen = [replace(holder, claim=span), *others, *rivals]
+                        if everyone:
+                            rivals = [replace(r, claim="") for r in rivals]
+                        chosen = [holder if everyone else replace(holder, claim=span), *others, *rivals]
                 return chosen, span
         return [], ""
 

@@ -568,3 +568,35 @@ def test_japan_by_its_short_name():
     japan = KeyTerm("Japan", (("japan",), ("nhat", "ban")), 0.35, anchor=True)
     assert not missing_anchors([japan], "Tổng số lưu học sinh Việt Nam ở Nhật hiện nay khoảng hơn 1000 người.")
     assert missing_anchors([japan], "Đây là trường đại học lớn nhất, theo nhật ký của ông.")
+
+
+def test_an_english_question_leads_with_the_sentence_saying_its_verb(pipeline):
+    """'What did Vietnam and France agree on …?' is answered by what they agreed ('đi đến thống nhất: Thứ
+    nhất, đồng ý … nâng cấp Hiệp định'), not by the sentence introducing the visit."""
+    answer = pipeline.ask("What did Vietnam and France agree on during Minister Đạt's visit?")
+    assert not answer.refused, answer.text
+    assert re.search(r"thống nhất|đồng ý|nhất trí", answer.citations[0].quote), answer.text
+
+
+@pytest.mark.parametrize(("question", "refused"), [
+    ("Which programme will Vietnam rejoin?", False),
+    ("Which Japanese programme will Vietnam rejoin?", True),
+])
+def test_an_english_verb_must_be_quoted(pipeline, question, refused):
+    answer = pipeline.ask(question)
+    assert answer.refused is refused, answer.text
+    if not refused:
+        assert any("Hubert Curien" in c.quote for c in answer.citations), answer.text
+
+
+def test_english_main_verb_only_after_a_subject_of_names(pipeline):
+    from rag.answer import key_terms, main_verb
+
+    def verb(q):
+        found = main_verb(q, key_terms(q, pipeline.lexicon, pipeline.index))
+        return found.surface if found else None
+
+    assert verb("What did Vietnam and France agree on during Minister Đạt's visit?") == "agree"
+    assert verb("When did the forum take place?") is None  # 'forum' is the subject, not the verb
+    assert verb("Which ministry did Nguyễn Chí Dũng head in December 2023?") is None  # a title states a role
+    assert verb("Which programme will Vietnam frobnicate?") is None  # an unknown verb cannot be looked for
