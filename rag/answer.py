@@ -258,6 +258,11 @@ def _is_common_phrase(form: tuple[str, ...]) -> bool:
     return not _core(form)
 
 
+_ABBREVIATION_Q = re.compile(r"\bviet\s+tat\b|\bstand\s+for\b|\bshort\s+for\b|\babbreviation\b")
+_ABBREVIATION_FRAME = frozenset({"ten", "viet", "tat", "cua", "tu", "to", "chuc", "co", "quan", "cum", "stand", "for",
+                                 "short", "abbreviation", "an", "of"})
+
+
 def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyTerm]:
     """The question's content terms with fixed weights; anchors (names, numbers, years) flagged."""
     if lexicon is not None and len(lexicon):
@@ -336,6 +341,10 @@ def key_terms(question: str, lexicon: Lexicon | None, index: Index) -> list[KeyT
         toned = word.lower() if word != strip_diacritics(word) and (_is_function_phrase(form) or len(form) == 1) else ""
         terms.append(KeyTerm(word, (form,), weight, anchor, scope,
                              required=not english and not anchor and _is_rare_word({form}), toned=toned))
+    if _ABBREVIATION_Q.search(strip_diacritics(question).lower()):
+        # 'X là tên viết tắt của tổ chức nào?' / 'What does X stand for?' asks for X's expansion: the frame's
+        # words ('viết tắt', and 'viet' typed without tones matches 'Việt' everywhere) are no topic.
+        terms = [t for t in terms if not set(strip_diacritics(t.surface).lower().split()) <= _ABBREVIATION_FRAME]
     return _merge_expansions(question, terms)
 
 
@@ -1105,8 +1114,14 @@ def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...]
 
 # ------------------------------------------------------------------------------- question shapes
 
-_DEFINE = re.compile(r"^\s*(?:what|who)\s+(?:is|are|was)\s+(?:the\s+|an?\s+)?(.+?)\s*\??$|^\s*(.+?)\s+la\s+(?:gi|cai gi|"
-                     r"to chuc gi|ung dung gi|chuong trinh gi|mang luoi gi)(?:\s+vay)?\s*\??$", re.IGNORECASE)
+_DEFINE = re.compile(
+    # 'VJOIN là tên viết tắt của tổ chức nào?', 'What does VJOIN stand for?': its expansion defines it
+    r"^\s*(.+?)\s+(?:la\s+)?(?:ten\s+)?viet\s+tat\s+(?:cua|tu)\s+(?:(?:to chuc|co quan|mang luoi|chuong trinh|cum tu|tu)"
+    r"\s+)?(?:nao|gi)\s*\??$"
+    r"|^\s*what\s+(?:does|did)\s+(.+?)\s+stand\s+for\s*\??$"
+    r"|^\s*what\s+is\s+(.+?)\s+(?:short\s+for|an?\s+abbreviation\s+(?:of|for))\s*\??$"
+    r"|^\s*(?:what|who)\s+(?:is|are|was)\s+(?:the\s+|an?\s+)?(.+?)\s*\??$|^\s*(.+?)\s+la\s+(?:gi|cai gi|"
+    r"to chuc gi|ung dung gi|chuong trinh gi|mang luoi gi)(?:\s+vay)?\s*\??$", re.IGNORECASE)
 _SPEECH_Q = re.compile(r"\b(say|said|says|tell|told|stress|noi|phat bieu|cho biet|nhan manh|khang dinh|de nghi|"
                        r"khuyen|ask|asked|urge|urged|propose|proposed)\b")
 _SPEECH_S = re.compile(r"\b(noi|phat bieu|cho biet|nhan manh|khang dinh|de nghi|khuyen|mong muon|bay to|chia se|"
@@ -1117,7 +1132,7 @@ _CAPTION = re.compile(r"(Ảnh|Photo)\s*:|\(Ảnh|^\s*(Ảnh|Photo)\b", re.IGNOR
 def defined_term(question: str) -> str:
     """X of 'What is X?' / 'X là gì?' (folded), or ''."""
     m = _DEFINE.match(strip_diacritics(question).lower())
-    return (m.group(1) or m.group(2) or "").strip() if m else ""
+    return next((g for g in m.groups() if g), "").strip() if m else ""
 
 
 _WH = re.compile(r"\b(nao|gi|ai|dau|bao nhieu|may|when|where|who|whom|what|which|how|why)\b")
@@ -1534,7 +1549,11 @@ class ExtractiveAnswerer:
                                      or coverage(terms, c.sentence) >= self.min_evidence) for c in chosen)
         # Anchors are necessary, not sufficient: the question's other words must be there too
         # ('the population of Osaka' is not answered by a sentence that merely names Osaka).
-        on_topic = not topic or coverage(topic, covered) >= TOPIC_SHARE
+        # (A definition needs no topic words: 'VJOIN là tên viết tắt của tổ chức nào?' is answered by
+        # '… Mạng lưới đổi mới sáng tạo Việt Nam tại Nhật Bản (VJOIN)'.)
+        defined = defined_term(question)
+        on_topic = (not topic or coverage(topic, covered) >= TOPIC_SHARE
+                    or bool(defined and _is_definition(main.sentence, defined)))
         if not typed or not on_topic or total < self.min_evidence:
             return []
         return chosen

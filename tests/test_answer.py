@@ -600,3 +600,17 @@ def test_english_main_verb_only_after_a_subject_of_names(pipeline):
     assert verb("When did the forum take place?") is None  # 'forum' is the subject, not the verb
     assert verb("Which ministry did Nguyễn Chí Dũng head in December 2023?") is None  # a title states a role
     assert verb("Which programme will Vietnam frobnicate?") is None  # an unknown verb cannot be looked for
+
+
+@pytest.mark.parametrize(("question", "expansion"), [
+    ("VJOIN là tên viết tắt của tổ chức nào?", "Mạng lưới đổi mới sáng tạo Việt Nam tại Nhật Bản (VJOIN)"),
+    ("What does VJOIN stand for?", "Mạng lưới đổi mới sáng tạo Việt Nam tại Nhật Bản (VJOIN)"),
+    ("nic viet tat cua gi", "Trung tâm Đổi mới sáng tạo Quốc gia (NIC)"),
+    ("What is NIC short for?", "Trung tâm Đổi mới sáng tạo Quốc gia (NIC)"),
+])
+def test_an_abbreviation_is_answered_by_its_expansion(pipeline, question, expansion):
+    """'X là tên viết tắt của tổ chức nào?' asks for X's expansion; 'viết tắt' is no topic word (typed
+    without tones, 'viet' would match every 'Việt')."""
+    answer = pipeline.ask(question)
+    assert not answer.refused, answer.text
+    assert expansion in answer.citations[0].quote, answer.text
