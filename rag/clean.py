@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 from rag.text import nfc, strip_diacritics, words
 from rag.types import Document
@@ -195,12 +196,21 @@ def clean_text(text: str, title: str = "") -> tuple[str, str, str]:
             kept.append(line)
     kept = _dedupe(_drop_related_links(kept))
     inferred_title = title
-    if not inferred_title and kept:
-        first = kept[0]
-        inferred_title = first if len(first) <= 200 else first[:197].rsplit(" ", 1)[0] + "…"
-        if len(kept) > 1 and len(first) <= 200 and not first.endswith("."):
+    if not inferred_title and kept and _looks_like_headline(kept[0]):
+        inferred_title = kept[0]
+        if len(kept) > 1:
             kept = kept[1:]  # a headline line, not a body sentence
     return "\n".join(kept), inferred_title, source
+
+
+def _looks_like_headline(line: str) -> bool:
+    """Whether a page's first line can be its title: short, one sentence at most, mostly letters. An
+    encyclopaedia page starts with coordinates ('36°B 138°Đ'), a hatnote ('Bài này nói về … Về thành phố
+    … xem bài …') or its first body sentence; none of them names the document."""
+    text = line.strip()
+    letters = sum(ch.isalpha() for ch in text)
+    return (0 < len(text) <= 200 and not text.endswith((".", "…", ":", ";"))
+            and not re.search(r"[.!?]\s+\S", text) and letters >= 0.7 * len(text.replace(" ", "")))
 
 
 def clean_document(doc: Document) -> Document:
@@ -209,7 +219,8 @@ def clean_document(doc: Document) -> Document:
     return replace(
         doc,
         text=body,
-        title=title or doc.doc_id,
+        # No headline: the file's own name ('quan hệ nhật bản – việt nam.txt'), which names it better than a slug.
+        title=title or (Path(doc.path).stem.strip() if doc.path else "") or doc.doc_id,
         source=doc.source or source,
         date=doc.date or infer_date(doc.text),
         language=doc.language or infer_language(body),

@@ -88,3 +88,19 @@ def test_body_link_without_teaser_keeps_following_paragraph():
     body, _title, _source = clean_text(text, "Tiêu đề bài viết dài hơn mười từ để làm ví dụ thử nghiệm")
     assert "Tin liên kết thứ nhất" not in body
     assert "Đoạn nội dung thật của bài báo vẫn phải còn lại" in body
+
+
+@pytest.mark.parametrize("first_line", [
+    "36°B 138°Đ",  # coordinates
+    "Bài này nói về thành phố Sakai (堺市) thuộc tỉnh Osaka. Về thành phố Sakai (坂井市) thuộc tỉnh Fukui, xem bài Sakai, Fukui",
+    "Honshu là hòn đảo lớn nhất của Nhật Bản, nằm giữa Hokkaido và Kyushu.",  # the first body sentence
+])
+def test_a_page_without_a_headline_is_titled_by_its_file_name(tmp_path, first_line):
+    """An encyclopaedia page starts with coordinates, a hatnote or its first sentence: none names it, and a
+    title like '36°B 138°Đ' would be shown on every citation (and hide which place the page is about)."""
+    page = tmp_path / "honshu.txt"
+    page.write_text(f"{first_line}\n\nHonshu là hòn đảo lớn nhất của Nhật Bản. Dân số toàn đảo là 118,3 triệu người.\n",
+                    encoding="utf-8")
+    doc = clean_document(load_file(page))
+    assert doc.title == "honshu", doc.title
+    assert "Dân số toàn đảo" in doc.text
