@@ -1031,7 +1031,8 @@ def has_answer_type(kind: str, sentence: str, question: str) -> bool:
 
 _UNIT = re.compile(
     r"\s*(%|phần trăm|triệu|tỷ|nghìn|ngàn|USD|đô la|yên|đồng|người|đại biểu|doanh nghiệp|kỹ sư|nhà khoa học|"
-    r"năm|tháng|ngày|quốc gia|nước|bộ trưởng|sinh viên|thành viên|dự án|công ty|trường|học bổng)\b", re.IGNORECASE)
+    r"năm|tháng|ngày|quốc gia|nước|bộ trưởng|sinh viên|lưu học sinh|du học sinh|học sinh|tu nghiệp sinh|lao động|"
+    r"thành viên|dự án|công ty|trường|học bổng)\b", re.IGNORECASE)
 _QUALIFIER = re.compile(r"(khoảng|hơn|gần|trên|dưới|tới|đến|more than|about|over|nearly)\s+$", re.IGNORECASE)
 
 
@@ -1075,7 +1076,13 @@ def role_of(sentence: str, subject: str) -> str:
     return before[titles[-1].start() :].strip(" ,;:") if titles else ""
 
 
-def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...] = ()) -> str:
+def _topic_forms(terms: list[KeyTerm]) -> tuple[tuple[str, ...], ...]:
+    """The forms of the question's topic words ('students' -> 'học sinh', 'sinh viên'): what a count counts."""
+    return tuple(f for t in terms if not t.anchor for f in t.forms)
+
+
+def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...] = (),
+                 units: tuple[tuple[str, ...], ...] = ()) -> str:
     """The span of `sentence` answering a number / date / person / place question ('' when none)."""
     if not kind or kind == "name":  # a name is checked for, but the quote shows it in its own words
         return ""
@@ -1089,8 +1096,16 @@ def short_answer(kind: str, sentence: str, question: str, extra: tuple[str, ...]
     start, end = spans[0]
     if kind == "number" and len(spans) > 1:
         # The figure whose following words the question uses ('5.000 kỹ sư' for 'how many engineers').
+        # ... and first the figure the asked thing itself follows ('3.000 lưu học sinh' for 'how many students',
+        # not '17.000 người Việt sinh sống' beside it, which shares more words with the question).
         asked = set(_syllables(question)) | set(extra)
-        start, end = max(spans, key=lambda sp: len(asked & set(_syllables(sentence[sp[1] : sp[1] + 16]))))
+
+        def counts_asked(sp: tuple[int, int]) -> bool:
+            after = _syllables(sentence[sp[1] : sp[1] + 30])[:4]
+            return any(_contains(after[:1 + len(f)], f) for f in units if f)
+
+        start, end = max(spans, key=lambda sp: (counts_asked(sp),
+                                                len(asked & set(_syllables(sentence[sp[1] : sp[1] + 16])))))
     if kind == "number":
         unit = _UNIT.match(sentence, end)
         if unit:
@@ -1482,7 +1497,7 @@ class ExtractiveAnswerer:
                     holder = next(c for c in chosen if has_answer_type(kind, c.sentence, question))
                     # The key terms' Vietnamese forms say which figure: 'engineers' -> 'kỹ sư'.
                     extra = tuple(syl for t in terms for f in t.forms for syl in f)
-                    span = short_answer(kind, holder.sentence, question, extra)
+                    span = short_answer(kind, holder.sentence, question, extra, units=_topic_forms(terms))
                     if holder is not chosen[0]:
                         chosen.remove(holder)
                         chosen.insert(0, holder)
@@ -1578,7 +1593,7 @@ class ExtractiveAnswerer:
             if kind in ("person", "place") and topic and not identity_subject(question):
                 other = _name_in_role(kind, c.sentence, question, topic)
             else:
-                other = short_answer(kind, c.sentence, question, extra)
+                other = short_answer(kind, c.sentence, question, extra, units=_topic_forms(terms))
             other_key = _claim_key(other)
             if other_key and all(k and other_key not in k and k not in other_key for k in keys):
                 out.append(replace(c, claim=other))

@@ -614,3 +614,16 @@ def test_an_abbreviation_is_answered_by_its_expansion(pipeline, question, expans
     answer = pipeline.ask(question)
     assert not answer.refused, answer.text
     assert expansion in answer.citations[0].quote, answer.text
+
+
+def test_a_count_is_the_figure_the_asked_thing_follows():
+    """'How many students?' -> '3.000 lưu học sinh', not '17.000 người Việt sinh sống' beside it, which shares
+    more words ('người', 'Việt', 'sinh') with the question."""
+    from rag.answer import short_answer
+
+    sentence = ("Hiện nay, cộng đồng người Việt Nam tại Nhật Bản có 37.000 người, trong đó có khoảng 17.000 người "
+                "Việt sinh sống tại Nhật Bản, 17.000 tu nghiệp sinh và 3.000 lưu học sinh.")
+    extra = ("nguoi", "viet", "nam", "hoc", "sinh", "vien")
+    units = (("hoc", "sinh"), ("sinh", "vien"), ("students",))
+    question = "How many Vietnamese students are currently studying in Japan?"
+    assert short_answer("number", sentence, question, extra, units=units) == "3.000 lưu học sinh"
