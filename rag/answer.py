@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed import Embedder
-from rag.entities import find_mentions
+from rag.entities import find_mentions, mentions_of
 from rag.grounding import format_sources, is_refusal, load_prompt, render_prompt, validate_citations
 from rag.guard import scrub_answer
 from rag.index import Index
@@ -493,9 +493,10 @@ def competing_scope(term: KeyTerm, sentence: str, question: str) -> bool:
     return False
 
 
-def _capitalised_words(text: str) -> set[str]:
+@lru_cache(maxsize=4096)  # the same passages and sentences are checked for every anchor and candidate
+def _capitalised_words(text: str) -> frozenset[str]:
     """The words `text` writes with a capital, folded ('Pháp' -> 'phap'): where a one-word name counts."""
-    return {strip_diacritics(w).lower() for w in _SYLLABLE.findall(text) if w[:1].isupper()}
+    return frozenset(strip_diacritics(w).lower() for w in _SYLLABLE.findall(text) if w[:1].isupper())
 
 
 def _missing_phrases(terms: list[KeyTerm], text: str) -> list[KeyTerm]:
@@ -571,7 +572,7 @@ def _region_parts() -> dict[tuple[str, ...], frozenset[tuple[str, ...]]]:
     return out
 
 
-def _in_asked_region(term: KeyTerm, hay: list[str], capitalised: set[str]) -> bool:
+def _in_asked_region(term: KeyTerm, hay: list[str], capitalised: frozenset[str]) -> bool:
     """Whether a passage is about the region the term names: it names a country or city in it ('Pháp',
     'Geneva' for 'châu Âu') and no place outside it (Vietnam aside: every passage here names it). The
     minister's 2022 trip to France answers "the trip to Europe", not "the trip to Asia"."""
@@ -716,7 +717,6 @@ _TITLE = re.compile(
     r"Viện trưởng|Hiệu trưởng|Trưởng đoàn|nhà khoa học|nhà nghiên cứu|chuyên gia|giáo sư|ông|bà|GS|PGS|TS|Minister|"
     r"Ambassador|Mr|Ms|Dr)\b"
 )
-# The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
 # Words that may join a title to the name it leads: 'Đại sứ Việt Nam tại Nhật Bản', 'Chủ tịch của Diễn đàn'.
 _TITLE_LINKS = frozenset({"tai", "cua", "va", "ben", "canh", "-", "–", "at", "of", "to", "the", "and", "in"})
 
@@ -732,6 +732,7 @@ def _leads(before: str, title_end: int) -> bool:
     # chức Sở hữu trí tuệ thế giới (WIPO) Daren Tang', 'Giám đốc Quỹ Phát triển KH&CN Quốc gia …').
     return len(gap) <= 9 and gap[0][:1].isupper()
 
+# The same titles without tones, matched case-insensitively: 'dai su … la ai' names a title too.
 _TITLE_FOLDED = re.compile(strip_diacritics(_TITLE.pattern).replace(r"|ong|ba|", "|"), re.IGNORECASE)
 # English titles and the folded Vietnamese title they stand for (most specific first).
 _EN_TITLES = (("deputy prime minister", "thu tuong"), ("prime minister", "thu tuong"),
@@ -888,9 +889,9 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
         known = _known_non_person_names()
         runs = [_drop_place_prefix(start, run, known) for start, run in runs]
         # Not the capitalised head of an organisation's name ('Bộ Khoa' of 'Bộ Khoa học và Công nghệ').
-        orgs = [(m.start, m.end) for m in find_mentions(sentence) if m.kind == "organizations"]
+        orgs = [m for m in mentions_of(sentence) if m.kind == "organizations"]
         runs = [(start, run) for start, run in runs
-                if not any(a <= start and start + len(run) < b for a, b in orgs)]
+                if not any(m.start <= start and start + len(run) < m.end for m in orgs)]
         # When the question names a title ('Tổng Lãnh sự … tên gì?'), the name must follow that title.
         # (An English title — 'ambassador' — cannot be matched against the Vietnamese one, so it does not narrow.)
         # A title followed by a name in the question is the subject's ('Thứ trưởng Giang đã gặp những ai?'),
@@ -914,11 +915,12 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
             bodies = {m.start for m in find_mentions(folded_q, question=True)
                       if m.kind in ("organizations", "places_vn", "places_jp", "programmes")}
             for m in _TITLE_FOLDED.finditer(folded_q):
-                at = len(folded_q[: m.end()]) + len(folded_q[m.end():]) - len(folded_q[m.end():].lstrip())
-                after = folded_q[at:].lower().split()
+                tail = folded_q[m.end() :]
+                at = m.end() + len(tail) - len(tail.lstrip())  # where the words after the title start
+                after = tail.split()
                 rest = " ".join(after)
                 if (not after or at in bodies or is_stopword(after[0]) or _WH.match(after[0])
-                        or any(rest.startswith(n.lower()) for n in _folded_non_person_names())):
+                        or any(rest.startswith(n) for n in _folded_non_person_names())):
                     continue
                 asked.discard(m.group().lower())
                 subjects.add(after[0])
@@ -942,8 +944,7 @@ def _typed_spans(kind: str, sentence: str, question: str, fallback: bool = True)
             # Whole organisation names from the gazetteer first: the capitals of 'Bộ Khoa học và Công nghệ'
             # stop at 'Bộ Khoa'.
             qfold = set(_syllables(question))
-            out = [(m.start, m.end) for m in find_mentions(sentence) if m.kind == "organizations"
-                   and not set(_syllables(m.surface)) <= qfold] or [
+            out = [(m.start, m.end) for m in orgs if not set(_syllables(m.surface)) <= qfold] or [
                 (start, start + len(run)) for start, run in runs
                 if len(run.split()) >= 2 and not set(_syllables(run)) <= qfold and run.lower() not in known]
         return out
@@ -964,7 +965,7 @@ def _names(sentence: str, question: str) -> list[tuple[int, int]]:
     acronym ('EMB-AI', 'VJOIN'). Vietnam and Japan, everywhere here, name nothing asked for."""
     asked = set(_syllables(question))
     places = _place_forms()
-    out = [(m.start, m.end) for m in find_mentions(sentence)
+    out = [(m.start, m.end) for m in mentions_of(sentence)
            if m.kind in ("organizations", "programmes") and not set(_syllables(m.surface)) <= asked]
     for start, run in _capitalised_runs(sentence):
         folded = tuple(_syllables(run))

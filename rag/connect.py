@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from rag.entities import (
     detect_question_entities,
     entity_ranking,
     find_mentions,
+    mentions_of,
 )
 from rag.errors import BadInput
 from rag.fusion import ranks_of, weighted_rrf
@@ -354,13 +354,6 @@ _WEAK_SECTOR_SURFACES = {
 RUN_WEIGHTS = {"hybrid": 1.0, "entities": 0.6, "contacts": 0.35}
 
 
-# ------------------------------------------------------------------------------------- entity cache
-
-@lru_cache(maxsize=8192)
-def _mentions_of(text: str) -> tuple[Mention, ...]:
-    return tuple(find_mentions(text))
-
-
 @dataclass(frozen=True)
 class _Sentence:
     rank: int  # hit rank
@@ -375,7 +368,7 @@ def _sentences(hits: list[Hit]) -> list[_Sentence]:
     out = []
     for rank, hit in enumerate(hits):
         text = hit.chunk.text
-        mentions = _mentions_of(text)
+        mentions = mentions_of(text)
         for s, e in split_sentences(text):
             inside = tuple(m for m in mentions if s <= m.start < e)
             out.append(_Sentence(rank, hit, s, e, text[s:e], inside))
@@ -658,7 +651,7 @@ def build_connection_answer(
 
         def own_place(c: _Candidate) -> bool | None:
             """Whether the item's own name places it in the asked locality (None: its name names no locality)."""
-            named = {_fold_key(m) for m in _mentions_of(gz.display(c.kind, c.entity, "vi")) if m.kind == "places_jp"}
+            named = {_fold_key(m) for m in mentions_of(gz.display(c.kind, c.entity, "vi")) if m.kind == "places_jp"}
             return bool(named & places_asked) if named else None
 
         def of_asked_place(c: _Candidate) -> bool:

@@ -761,6 +761,13 @@ def find_mentions(text: str, question: bool = False, gazetteer: Gazetteer | None
     return out
 
 
+@lru_cache(maxsize=8192)
+def mentions_of(text: str) -> tuple[Mention, ...]:
+    """`find_mentions(text)` with the default gazetteer, remembered: the answerer and the connection finder
+    look at the same retrieved sentences again and again while they score one question."""
+    return tuple(find_mentions(text))
+
+
 def _entities_of(mentions: Iterable[Mention]) -> Entities:
     values: dict[str, list[str]] = {k: [] for k in KINDS}
     for m in mentions:
